@@ -1,0 +1,1 @@
+"""BillingService: exactly one coded charge for every completed visit."""

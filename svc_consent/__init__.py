@@ -1,0 +1,1 @@
+"""ConsentService: patient consents with a hash-chained audit trail."""

@@ -1,0 +1,1 @@
+"""SessionService: availability, race-free booking, the visit's life and join tokens."""

@@ -1,0 +1,1 @@
+"""SignalingService: WebRTC signaling rooms for video visits."""

@@ -1,0 +1,189 @@
+"""Database engines, transactions and migrations for every service.
+
+Each service owns one database: SQLite under TELEMESH_HOME by default, PostgreSQL (or
+any SQLAlchemy URL) by TELEMESH_DATABASE_URL. Schemas are managed by Alembic, one
+migration history per service (`svc_<name>/migrations`), applied on start.
+
+SQLite specifics: WAL journal, `synchronous=FULL` (a commit the caller was told about
+survives a crash), foreign keys on, and write transactions opened with
+`BEGIN IMMEDIATE` so that a read-then-write transaction is serializable; writers in
+one process queue on a lock instead of spinning on SQLITE_BUSY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+T = TypeVar("T")
+logger = logging.getLogger("telemesh.db")
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def async_url(url: str) -> str:
+    """The URL with an asyncio driver (aiosqlite, psycopg)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def sync_url(url: str) -> str:
+    """The URL with a blocking driver, for Alembic."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _sqlite_pragmas(begin: str) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite would defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=15000",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    return on_connect
+
+
+def _attach_sqlite_events(engine: AsyncEngine, begin: str) -> None:
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas(begin))
+
+    def on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(begin)
+
+    event.listen(engine.sync_engine, "begin", on_begin)
+
+
+def _is_transient(error: BaseException) -> bool:
+    """A conflict that a retry of the whole transaction resolves."""
+    if isinstance(error, exc.DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        if sqlstate in ("40001", "40P01"):  # serialization failure, deadlock
+            return True
+        if "database is locked" in str(error.orig):
+            return True
+    return False
+
+
+class Database:
+    """A service's database: a write path and a read path over one URL."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        options: dict[str, Any] = {"hide_parameters": True}  # values may be PHI
+        if not self.sqlite:
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.write_engine = create_async_engine(async_url(url), **options)
+        if self.sqlite:
+            self.read_engine = create_async_engine(async_url(url), **options)
+            _attach_sqlite_events(self.write_engine, "BEGIN IMMEDIATE")
+            _attach_sqlite_events(self.read_engine, "BEGIN")
+        else:
+            self.read_engine = self.write_engine
+        self._writes = async_sessionmaker(
+            self.write_engine, class_=AsyncSession, expire_on_commit=False
+        )
+        self._reads = async_sessionmaker(
+            self.read_engine, class_=AsyncSession, expire_on_commit=False
+        )
+        # SQLite has one writer at a time; queue ours here rather than on SQLITE_BUSY.
+        self._write_lock = asyncio.Lock() if self.sqlite else None
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A read-write transaction, committed when the block ends without error."""
+        if self._write_lock is not None:
+            async with self._write_lock, self._writes() as session, session.begin():
+                yield session
+        else:
+            async with self._writes() as session, session.begin():
+                yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction (never blocks writers on SQLite's WAL)."""
+        async with self._reads() as session, session.begin():
+            yield session
+
+    async def run_write(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 6
+    ) -> T:
+        """Runs `work` in a write transaction, retrying the whole of it on a
+        serialization failure or deadlock."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.write() as session:
+                    return await work(session)
+            except exc.DBAPIError as error:
+                if attempt == attempts or not _is_transient(error):
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+
+def migrate(package: str, url: str) -> None:
+    """Brings `url` to the newest schema of service `package` (Alembic `upgrade head`)."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", f"{package}:migrations")
+    config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def run_migrations_env(target_metadata: Any) -> None:
+    """The body of every service's `migrations/env.py`."""
+    from alembic import context
+    from sqlalchemy import create_engine, pool
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url is not None
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=is_sqlite(url),
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

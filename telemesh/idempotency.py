@@ -1,0 +1,107 @@
+"""Idempotent mutations: a retry with the same `request_id` returns the first answer.
+
+Every service keeps the answers it gave in its own `idempotency_records` table (each
+service's first migration creates it), written in the same transaction as the change
+itself, so an answer is stored if and only if the change is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import exc
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from telemesh.auth import current_principal
+from telemesh.db import Database
+from telemesh.errors import InvalidArgument, invalid
+from telemesh.validation import Violations
+
+R = TypeVar("R", bound=Message)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_records"
+
+    request_id: str = Field(primary_key=True, max_length=64)
+    method: str = Field(max_length=200)
+    request_digest: str = Field(max_length=64)
+    response: bytes
+    create_time: datetime
+
+
+def _digest(method: str, request: Message) -> str:
+    principal = current_principal()
+    hasher = hashlib.sha256()
+    hasher.update(f"{method}\0{principal.role}\0{principal.subject}\0".encode())
+    hasher.update(request.SerializeToString(deterministic=True))
+    return hasher.hexdigest()
+
+
+async def _replay(
+    session: AsyncSession, request_id: str, digest: str, response_type: type[R]
+) -> R | None:
+    record = await session.get(IdempotencyRecord, request_id)
+    if record is None:
+        return None
+    if record.request_digest != digest:
+        raise invalid("request_id", "this request_id was already used for a different request")
+    response = response_type()
+    response.ParseFromString(record.response)
+    return response
+
+
+async def run_idempotent(
+    db: Database,
+    method: str,
+    request: Message,
+    response_type: type[R],
+    work: Callable[[AsyncSession], Awaitable[R]],
+) -> R:
+    """Runs `work` once per `request.request_id` in a write transaction.
+
+    A repeat of the same request returns the stored answer without running `work`; a
+    different request under a used id is INVALID_ARGUMENT. Concurrent first attempts
+    race on the primary key: the loser's transaction rolls back and it replays.
+    """
+    request_id: str = getattr(request, "request_id")  # noqa: B009 - every mutating RPC has it
+    check = Violations()
+    check.uuid("request_id", request_id)
+    check.raise_if_any()
+    digest = _digest(method, request)
+
+    async def attempt(session: AsyncSession) -> R:
+        stored = await _replay(session, request_id, digest, response_type)
+        if stored is not None:
+            return stored
+        response = await work(session)
+        session.add(
+            IdempotencyRecord(
+                request_id=request_id,
+                method=method,
+                request_digest=digest,
+                response=response.SerializeToString(),
+                create_time=datetime.now(UTC),
+            )
+        )
+        await session.flush()
+        return response
+
+    try:
+        return await db.run_write(attempt)
+    except exc.IntegrityError:
+        # Either a concurrent twin stored its answer first, or `work` broke a
+        # constraint; a replay tells which.
+        async with db.read() as session:
+            stored = await _replay(session, request_id, digest, response_type)
+        if stored is None:
+            raise
+        return stored
+
+
+__all__ = ["IdempotencyRecord", "InvalidArgument", "run_idempotent"]

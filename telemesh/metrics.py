@@ -1,0 +1,45 @@
+"""The RPC and product metrics every service records (OpenTelemetry metrics API).
+
+Instruments are created against the global meter provider, so they record nothing
+until `telemesh.telemetry.setup_telemetry` installs one with its exporters.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from opentelemetry import metrics
+
+_meter = metrics.get_meter("telemesh")
+
+
+@cache
+def _rpc_duration() -> Any:
+    return _meter.create_histogram(
+        "rpc.server.duration", unit="ms", description="Duration of inbound RPCs"
+    )
+
+
+@cache
+def _counter(name: str, description: str) -> Any:
+    return _meter.create_counter(name, description=description)
+
+
+def record_rpc(service: str, method: str, status: str, elapsed_ms: float) -> None:
+    """One inbound RPC, by the RPC semantic conventions' attributes."""
+    _rpc_duration().record(
+        elapsed_ms,
+        {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+            "rpc.grpc.status_code": status,
+        },
+    )
+
+
+def count(name: str, description: str, amount: int = 1, **attributes: str) -> None:
+    """A product counter (`telemesh.visits.booked`, ...); identifiers never go in
+    attributes, only small closed sets such as a state or a code."""
+    _counter(name, description).add(amount, attributes)
