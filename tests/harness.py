@@ -1,0 +1,161 @@
+"""Starting real service processes for tests: `python -m svc_<name>`, each with its own
+database, on a free port, stopped by its own process id."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import grpc
+import psycopg
+from sqlalchemy.engine import make_url
+
+from telemesh.config import SERVICES
+from telemesh.identity.tokens import DevIssuer
+from telemesh.stack.process import ManagedProcess, free_port, grpc_health_probe
+
+REPO = Path(__file__).resolve().parent.parent
+PG_BASE_URL = os.environ.get("TELEMESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+class Tokens:
+    """Mints dev tokens for tests, as `telemesh token` does."""
+
+    def __init__(self, home: Path) -> None:
+        self.issuer = DevIssuer(home)
+
+    def patient(self, patient_id: str) -> tuple[tuple[str, str], ...]:
+        return bearer(self.issuer.mint(patient_id, "patient"))
+
+    def clinician(self, clinician_id: str) -> tuple[tuple[str, str], ...]:
+        return bearer(self.issuer.mint(clinician_id, "clinician"))
+
+    def role(self, role: str, subject: str) -> tuple[tuple[str, str], ...]:
+        return bearer(self.issuer.mint(subject, role))
+
+    def service(self, name: str) -> tuple[tuple[str, str], ...]:
+        return bearer(self.issuer.mint(name, "service"))
+
+
+# --- databases -------------------------------------------------------------------
+
+
+def _admin_conninfo() -> str:
+    url = make_url(PG_BASE_URL)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_pg_database(prefix: str) -> str:
+    """A fresh, empty PostgreSQL database; returns its SQLAlchemy URL."""
+    name = f"tm_{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_BASE_URL).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def database_url(backend: str, home: Path, service: str) -> Iterator[str]:
+    """A database for one service on `backend` ("sqlite" or "postgres")."""
+    if backend == "sqlite":
+        yield f"sqlite:///{home / f'{service}.db'}"
+        return
+    url = create_pg_database(service)
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+# --- processes --------------------------------------------------------------------
+
+
+def service_process(name: str, address: str, env: dict[str, str], log_path: Path) -> ManagedProcess:
+    """`python -m svc_<name>`, ready when its health service says SERVING."""
+    return ManagedProcess(
+        f"svc_{name}",
+        [sys.executable, "-m", f"svc_{name}"],
+        env,
+        log_path,
+        cwd=REPO,
+        ready=grpc_health_probe(address),
+    )
+
+
+class Stack:
+    """Services started for one test, wired to each other, each with its own database."""
+
+    def __init__(self, home: Path, backend: str, extra_env: Mapping[str, str] | None = None):
+        self.home = home
+        self.backend = backend
+        self.extra_env = dict(extra_env or {})
+        self.addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+        self.services: dict[str, ManagedProcess] = {}
+        self._databases = contextlib.ExitStack()
+        self.tokens = Tokens(home)
+
+    def env_for(self, name: str, database: str) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("TELEMESH_", "OTEL_"))
+        }
+        env.update(
+            TELEMESH_HOME=str(self.home),
+            TELEMESH_LISTEN=self.addresses[name],
+            TELEMESH_DATABASE_URL=database,
+            TELEMESH_DRAIN_SECONDS="10",
+            OTEL_TRACES_EXPORTER="none",
+            OTEL_METRICS_EXPORTER="none",
+            PYTHONUNBUFFERED="1",
+        )
+        for peer in SERVICES:
+            env[f"TELEMESH_{peer.upper()}_ADDR"] = self.addresses[peer]
+        env.update(self.extra_env)
+        return env
+
+    def start(self, *names: str, env: Mapping[str, str] | None = None) -> Stack:
+        for name in names:
+            database = self._databases.enter_context(database_url(self.backend, self.home, name))
+            service = service_process(
+                name,
+                self.addresses[name],
+                {**self.env_for(name, database), **(env or {})},
+                self.home / f"{name}.log",
+            )
+            self.services[name] = service.start()
+        for name in names:
+            self.services[name].wait_ready()
+        return self
+
+    def __getitem__(self, name: str) -> ManagedProcess:
+        return self.services[name]
+
+    def channel(self, name: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(self.addresses[name])
+
+    def logs(self) -> str:
+        return "\n".join(service.logs() for service in self.services.values())
+
+    def close(self) -> None:
+        for service in self.services.values():
+            service.stop()
+        self._databases.close()
