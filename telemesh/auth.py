@@ -21,7 +21,7 @@ from telemesh.config import RuntimeSettings
 from telemesh.errors import PermissionDenied, Unauthenticated
 from telemesh.identity.tokens import InvalidToken, JwksVerifier
 
-USER_ROLES = frozenset({"patient", "clinician", "billing", "admin"})
+USER_ROLES = frozenset({"patient", "clinician", "billing", "admin", "partner"})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ def add_parser(commands: Any) -> None:
     who.add_argument("--clinician", metavar="ID", help="a clinician's token")
     who.add_argument("--billing", metavar="ID", help="a billing clerk's token")
     who.add_argument("--admin", metavar="ID", help="an administrator's token")
+    who.add_argument("--partner", metavar="CLINIC", help="a partner clinic's token")
     who.add_argument("--service", metavar="NAME", help="a service's token (session, ...)")
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     parser.set_defaults(func=run)
@@ -26,7 +27,7 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load(RuntimeSettings)
     issuer = DevIssuer(settings.home)
-    for role in ("patient", "clinician", "billing", "admin", "service"):
+    for role in ("patient", "clinician", "billing", "admin", "partner", "service"):
         subject = getattr(args, role)
         if subject:
             print(issuer.mint(subject, role, args.ttl))

@@ -1,7 +1,8 @@
 """End-user and service tokens: the dev issuer that mints them and the verifier.
 
 Tokens are ES256 JWTs with `iss`, `aud`, `sub` (the user's or service's id) and `role`
-(patient, clinician, billing, admin or service). Locally, `telemesh token` mints them
+(patient, clinician, billing, admin, partner or service); a partner clinic's
+token has the clinic's id as subject. Locally, `telemesh token` mints them
 with the dev issuer's key under `$TELEMESH_HOME/issuer/`; the edge Envoy and the
 services verify them against its JWKS file. In production a real identity provider
 takes the issuer's place and only the JWKS changes.
@@ -20,7 +21,7 @@ from telemesh.identity.signing_keys import SigningKey
 
 ISSUER = "telemesh-dev"
 AUDIENCE = "telemesh"
-ROLES = ("patient", "clinician", "billing", "admin", "service")
+ROLES = ("patient", "clinician", "billing", "admin", "partner", "service")
 
 
 def issuer_folder(home: Path) -> Path:
