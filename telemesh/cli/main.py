@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from telemesh.cli import token_cmd
 from telemesh.config import RuntimeSettings, describe
+
+# Each module in telemesh/cli/ named here has `add_parser(subcommands)`, which sets
+# `func` on its parser; add a line to add a command.
+COMMAND_MODULES = [
+    "telemesh.cli.token_cmd",
+]
 
 
 def _config(_args: argparse.Namespace) -> int:
@@ -21,7 +27,8 @@ def _config(_args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telemesh", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    token_cmd.add_parser(commands)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parser(commands)
     config = commands.add_parser("config", help="print the runtime settings as a table")
     config.set_defaults(func=_config)
     return parser
