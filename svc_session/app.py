@@ -1,12 +1,30 @@
-"""The session service's wiring: its database and its servicer on the shared bootstrap."""
+"""The session service's wiring: database, PHI keys, join-token key, consent gate,
+outbox relay and the no-show sweeper, on the shared bootstrap."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import timedelta
+
 import grpc
 
+from svc_session import booking
 from svc_session.servicer import SessionServicer
+from svc_session.settings import SessionSettings
 from telemesh.app import ServiceAppBase
+from telemesh.auth import Principal
+from telemesh.config import RuntimeSettings, load
+from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
+from telemesh.errors import TelemeshError, from_rpc_error
+from telemesh.field_crypto import FieldCipher, FieldKeys
+from telemesh.identity.signing_keys import SigningKey
+from telemesh.logs import log
+from telemesh.outbox import OutboxRelay, grpc_deliverer
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
+
+logger = logging.getLogger("svc_session")
+SWEEPER = Principal("service", "session")
 
 
 class SessionApp(ServiceAppBase):
@@ -14,5 +32,79 @@ class SessionApp(ServiceAppBase):
     package = "svc_session"
     service_names = (session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,)
 
+    def __init__(self, settings: RuntimeSettings) -> None:
+        super().__init__(settings)
+        self.session_settings = load(SessionSettings)
+        own = settings.home / "session"
+        keys = (
+            FieldKeys.parse(self.session_settings.phi_keys)
+            if self.session_settings.phi_keys
+            else FieldKeys.load_or_create(
+                self.session_settings.phi_key_file or own / "phi-keys.json"
+            )
+        )
+        self.cipher = FieldCipher(keys)
+        self.join_key = SigningKey.load_or_create(
+            self.session_settings.join_key_dir or own / "join-token-key"
+        )
+        self.relay: OutboxRelay | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
     async def register(self, server: grpc.aio.Server) -> None:
-        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self), server)  # type: ignore[abstract]
+        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self), server)
+        if self.session_settings.outbox_relay:
+            self.relay = OutboxRelay(self.db, grpc_deliverer(self.clients.channel))
+            self.relay.start()
+        self._sweeper = asyncio.create_task(self._sweep_no_shows(), name="no-show-sweeper")
+
+    def outbox_committed(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+    async def telehealth_permitted(self, patient_id: str) -> bool:
+        """Asks the consent service; any failure to get an answer is a refusal."""
+        stub = consent_pb2_grpc.ConsentServiceStub(self.clients.channel("consent"))
+        try:
+            answer = await stub.CheckConsent(
+                consent_pb2.CheckConsentRequest(
+                    patient_id=patient_id,
+                    category=consent_pb2.ConsentCategory.CONSENT_CATEGORY_TELEHEALTH,
+                ),
+                timeout=3,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, "consent") from None
+        return bool(answer.decision == consent_pb2.Decision.DECISION_PERMIT)
+
+    async def _sweep_no_shows(self) -> None:
+        grace = timedelta(minutes=self.session_settings.no_show_grace_minutes)
+        while True:
+            await asyncio.sleep(self.session_settings.no_show_sweep_seconds)
+            try:
+                async with self.db.read() as session:
+                    overdue = await booking.overdue_visits(session, grace)
+                for visit_id in overdue:
+                    request = session_pb2.MarkNoShowRequest(visit_id=visit_id)
+
+                    async def mark(s, request=request):  # type: ignore[no-untyped-def]
+                        return await booking.mark_no_show(s, request, grace, SWEEPER)
+
+                    try:
+                        await self.db.run_write(mark)
+                    except TelemeshError:
+                        continue  # someone checked in or cancelled meanwhile
+                    log(logger, logging.INFO, "visit marked no-show", visit_id=visit_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("no-show sweep failed")
+
+    async def drain(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.relay is not None:
+            await self.relay.stop()
+
+    async def stop(self) -> None:
+        await self.drain()
+        await super().stop()

@@ -19,7 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from telemesh.auth import current_principal
 from telemesh.db import Database
-from telemesh.errors import InvalidArgument, invalid
+from telemesh.db_types import UtcDateTime
+from telemesh.errors import TelemeshError, invalid
 from telemesh.validation import Violations
 
 R = TypeVar("R", bound=Message)
@@ -32,7 +33,8 @@ class IdempotencyRecord(SQLModel, table=True):
     method: str = Field(max_length=200)
     request_digest: str = Field(max_length=64)
     response: bytes
-    create_time: datetime
+
+    create_time: datetime = Field(sa_type=UtcDateTime)
 
 
 def _digest(method: str, request: Message) -> str:
@@ -67,7 +69,8 @@ async def run_idempotent(
 
     A repeat of the same request returns the stored answer without running `work`; a
     different request under a used id is INVALID_ARGUMENT. Concurrent first attempts
-    race on the primary key: the loser's transaction rolls back and it replays.
+    race: the loser's transaction fails (on the record's primary key, or on whatever
+    the work itself conflicts with), rolls back, and replays the winner's answer.
     """
     request_id: str = getattr(request, "request_id")  # noqa: B009 - every mutating RPC has it
     check = Violations()
@@ -94,14 +97,11 @@ async def run_idempotent(
 
     try:
         return await db.run_write(attempt)
-    except exc.IntegrityError:
-        # Either a concurrent twin stored its answer first, or `work` broke a
-        # constraint; a replay tells which.
+    except (exc.IntegrityError, TelemeshError):
+        # A concurrent twin of this request may have committed first; then its answer,
+        # not the conflict it caused us (a unique key, a taken slot), is the reply.
         async with db.read() as session:
             stored = await _replay(session, request_id, digest, response_type)
         if stored is None:
             raise
         return stored
-
-
-__all__ = ["IdempotencyRecord", "InvalidArgument", "run_idempotent"]

@@ -36,8 +36,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type and where it happened; its message may quote data.
             entry["error.type"] = record.exc_info[0].__name__
-            entry["error.stack"] = "".join(traceback.format_tb(record.exc_info[2])[-8:])
+            entry["error.stack"] = _stack(record.exc_info[2])
         return json.dumps(entry, default=str)
+
+
+def _stack(tb: Any) -> str:
+    """Where it failed: the project's own frames, and the innermost library frame."""
+    frames = traceback.extract_tb(tb)
+    own = [f for f in frames if "site-packages" not in f.filename]
+    chosen = own + frames[-1:] if frames and frames[-1] not in own else own
+    return "".join(traceback.format_list(chosen))
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

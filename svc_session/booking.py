@@ -1,0 +1,243 @@
+"""Booking, cancelling, rescheduling and no-shows.
+
+A booking claims every block of its slot in `slot_claims` in the same transaction as
+the visit; the primary key makes a second claim on any block fail in the database, so
+of many patients racing for one slot exactly one wins, on SQLite and PostgreSQL alike,
+and overlapping slots of different lengths cannot both be booked either.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, exc
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_session import schedule
+from svc_session.availability import offered_slots
+from svc_session.models import (
+    BLOCK_MINUTES,
+    ClinicianRow,
+    PatientRow,
+    SlotClaimRow,
+    VisitRow,
+    VisitTransitionRow,
+)
+from svc_session.profiles import check_id
+from svc_session.visit_store import (
+    load_visit,
+    require_participant,
+    to_proto,
+    transition,
+)
+from telemesh import metrics
+from telemesh.auth import Principal, current_principal
+from telemesh.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from telemesh.session.v1 import session_pb2
+from telemesh.validation import Violations
+
+S = session_pb2.VisitState
+
+
+def new_visit_traceparent() -> str:
+    """A fresh W3C trace context for the visit: booking starts the visit's trace."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def _check_start(check: Violations, field: str, value: object, present: bool) -> datetime | None:
+    start = check.timestamp(field, value, present)  # type: ignore[arg-type]
+    if start is None:
+        return None
+    if not schedule.is_on_grain(start):
+        check.add(field, f"must be on a {BLOCK_MINUTES}-minute boundary")
+        return None
+    if start <= datetime.now(UTC):
+        check.add(field, "must be in the future")
+        return None
+    return start
+
+
+async def _slot_at(session: AsyncSession, clinician_id: str, start: datetime) -> datetime:
+    """The end of the clinician's slot starting at `start`; refuses a time that is not one."""
+    for slot_start, slot_end in await offered_slots(
+        session, clinician_id, start, start + timedelta(microseconds=1)
+    ):
+        if slot_start == start:
+            return slot_end
+    raise FailedPrecondition(
+        "NOT_A_SLOT",
+        "the clinician offers no slot starting at that time",
+        {"clinician_id": clinician_id},
+    )
+
+
+async def _claim(session: AsyncSession, visit: VisitRow) -> None:
+    clinician_id = visit.clinician_id  # read now: a failed flush expires `visit`
+    for block in schedule.blocks(visit.start_time, visit.end_time):
+        session.add(SlotClaimRow(clinician_id=clinician_id, block=block, visit_id=visit.visit_id))
+    try:
+        await session.flush()
+    except exc.IntegrityError:
+        raise AlreadyExists(
+            "SLOT_TAKEN", "the slot is already booked", {"clinician_id": clinician_id}
+        ) from None
+
+
+async def _release(session: AsyncSession, visit_id: str) -> None:
+    await session.exec(delete(SlotClaimRow).where(col(SlotClaimRow.visit_id) == visit_id))
+
+
+async def book(
+    session: AsyncSession, request: session_pb2.BookVisitRequest
+) -> session_pb2.BookVisitResponse:
+    principal = current_principal()
+    check = Violations()
+    check_id(check, "clinician_id", request.clinician_id)
+    check_id(check, "patient_id", request.patient_id)
+    start = _check_start(check, "start_time", request.start_time, request.HasField("start_time"))
+    check.raise_if_any()
+    assert start is not None
+    if not (
+        principal.is_user("patient", request.patient_id)
+        or principal.is_user("clinician", request.clinician_id)
+        or principal.role == "admin"
+    ):
+        raise PermissionDenied("NOT_YOUR_BOOKING", "a patient books only for themselves")
+    clinician = await session.get(ClinicianRow, request.clinician_id)
+    if clinician is None:
+        raise NotFound("clinician", request.clinician_id)
+    if await session.get(PatientRow, request.patient_id) is None:
+        raise NotFound("patient", request.patient_id)
+    end = await _slot_at(session, request.clinician_id, start)
+    now = datetime.now(UTC)
+    traceparent = new_visit_traceparent()
+    visit = VisitRow(
+        visit_id=str(uuid.uuid4()),
+        patient_id=request.patient_id,
+        clinician_id=request.clinician_id,
+        practice_id=clinician.practice_id,
+        start_time=start,
+        end_time=end,
+        state=S.VISIT_STATE_UNSPECIFIED,
+        traceparent=traceparent,
+        trace_id=traceparent.split("-")[1],
+        create_time=now,
+        update_time=now,
+    )
+    await _claim(session, visit)
+    session.add(visit)
+    _record_booking(session, visit, principal, now)
+    await session.flush()
+    metrics.count("telemesh.visits.booked", "Visits booked")
+    return session_pb2.BookVisitResponse(visit=await to_proto(session, visit))
+
+
+def _record_booking(
+    session: AsyncSession, visit: VisitRow, principal: Principal, now: datetime
+) -> None:
+    # Booking is the first transition of a visit's life, recorded like every other.
+    session.add(
+        VisitTransitionRow(
+            visit_id=visit.visit_id,
+            from_state=S.VISIT_STATE_UNSPECIFIED,
+            to_state=S.VISIT_STATE_BOOKED,
+            transition_time=now,
+            actor_id=principal.subject,
+            actor_role=principal.role,
+        )
+    )
+    visit.state = S.VISIT_STATE_BOOKED
+
+
+def _may_manage(visit: VisitRow, principal: Principal) -> None:
+    if principal.role != "admin":
+        require_participant(visit, principal)
+
+
+async def cancel(
+    session: AsyncSession, request: session_pb2.CancelVisitRequest
+) -> session_pb2.CancelVisitResponse:
+    principal = current_principal()
+    check = Violations()
+    check.required("visit_id", request.visit_id)
+    check.check(
+        request.reason != session_pb2.CancelReason.CANCEL_REASON_UNSPECIFIED
+        and request.reason in session_pb2.CancelReason.values(),
+        "reason",
+        "a cancellation needs a reason",
+    )
+    check.raise_if_any()
+    visit = await load_visit(session, request.visit_id, for_update=True)
+    _may_manage(visit, principal)
+    transition(session, visit, S.VISIT_STATE_CANCELLED, principal, datetime.now(UTC))
+    visit.cancel_reason = request.reason
+    await _release(session, visit.visit_id)
+    await session.flush()
+    metrics.count("telemesh.visits.cancelled", "Visits cancelled")
+    return session_pb2.CancelVisitResponse(visit=await to_proto(session, visit))
+
+
+async def reschedule(
+    session: AsyncSession, request: session_pb2.RescheduleVisitRequest
+) -> session_pb2.RescheduleVisitResponse:
+    principal = current_principal()
+    check = Violations()
+    check.required("visit_id", request.visit_id)
+    start = _check_start(
+        check, "new_start_time", request.new_start_time, request.HasField("new_start_time")
+    )
+    check.raise_if_any()
+    assert start is not None
+    visit = await load_visit(session, request.visit_id, for_update=True)
+    _may_manage(visit, principal)
+    if visit.state != S.VISIT_STATE_BOOKED:
+        raise FailedPrecondition("NOT_RESCHEDULABLE", "only a booked visit can be rescheduled")
+    end = await _slot_at(session, visit.clinician_id, start)
+    # One transaction: the old claims go and the new ones come, or neither.
+    await _release(session, visit.visit_id)
+    visit.start_time, visit.end_time = start, end
+    visit.update_time = datetime.now(UTC)
+    await _claim(session, visit)
+    session.add(visit)
+    await session.flush()
+    return session_pb2.RescheduleVisitResponse(visit=await to_proto(session, visit))
+
+
+async def mark_no_show(
+    session: AsyncSession,
+    request: session_pb2.MarkNoShowRequest,
+    grace: timedelta,
+    principal: Principal | None = None,
+) -> session_pb2.MarkNoShowResponse:
+    principal = principal or current_principal()
+    check = Violations()
+    check.required("visit_id", request.visit_id)
+    check.raise_if_any()
+    visit = await load_visit(session, request.visit_id, for_update=True)
+    if not principal.is_service and principal.role != "admin":
+        require_participant(visit, principal, "clinician")
+    now = datetime.now(UTC)
+    if now < visit.start_time + grace:
+        raise FailedPrecondition(
+            "GRACE_PERIOD", "a visit becomes a no-show only after its grace period"
+        )
+    transition(session, visit, S.VISIT_STATE_NO_SHOW, principal, now)
+    await _release(session, visit.visit_id)
+    await session.flush()
+    metrics.count("telemesh.visits.no_show", "Visits marked no-show")
+    return session_pb2.MarkNoShowResponse(visit=await to_proto(session, visit))
+
+
+async def overdue_visits(session: AsyncSession, grace: timedelta, limit: int = 100) -> list[str]:
+    """Booked visits nobody checked in to, past their grace period."""
+    cutoff = datetime.now(UTC) - grace
+    rows = await session.exec(
+        select(VisitRow.visit_id)
+        .where(VisitRow.state == S.VISIT_STATE_BOOKED)
+        .where(col(VisitRow.start_time) < cutoff)
+        .limit(limit)
+    )
+    return list(rows.all())

@@ -1,0 +1,97 @@
+"""Join tokens: short-lived, visit- and role-scoped passes into the signaling room.
+
+A join token is an ES256 JWT signed with the session service's own key: `iss`
+telemesh-session, `aud` telemesh-signaling, `sub` the participant, `role`, `visit_id`,
+`patient_id`, `clinician_id`, `jti`, `iat`, `exp`. Signaling verifies it with the keys
+from GetJoinTokenKeys. A token is issued only to a participant, inside the visit's join
+window, and only while the patient's telehealth consent is active: when the consent
+service cannot answer, no token (fail closed).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_session.visit_store import load_visit, require_participant, timestamp
+from telemesh.auth import current_principal
+from telemesh.errors import FailedPrecondition
+from telemesh.identity.signing_keys import SigningKey
+from telemesh.session.v1 import session_pb2
+from telemesh.validation import Violations
+
+ISSUER = "telemesh-session"
+AUDIENCE = "telemesh-signaling"
+S = session_pb2.VisitState
+
+# Who may take a token in which state: the clinician may open the room early; the
+# patient comes in through the waiting room (check-in).
+JOINABLE = {
+    "clinician": frozenset(
+        {S.VISIT_STATE_BOOKED, S.VISIT_STATE_CHECKED_IN, S.VISIT_STATE_IN_PROGRESS}
+    ),
+    "patient": frozenset({S.VISIT_STATE_CHECKED_IN, S.VISIT_STATE_IN_PROGRESS}),
+}
+ROLES = {
+    "patient": session_pb2.ParticipantRole.PARTICIPANT_ROLE_PATIENT,
+    "clinician": session_pb2.ParticipantRole.PARTICIPANT_ROLE_CLINICIAN,
+}
+
+TelehealthCheck = Callable[[str], Awaitable[bool]]
+
+
+async def issue(
+    session: AsyncSession,
+    request: session_pb2.IssueJoinTokenRequest,
+    *,
+    key: SigningKey,
+    ttl_seconds: int,
+    window_before: timedelta,
+    window_after: timedelta,
+    telehealth_permitted: TelehealthCheck,
+) -> session_pb2.IssueJoinTokenResponse:
+    principal = current_principal()
+    check = Violations()
+    check.required("visit_id", request.visit_id)
+    check.raise_if_any()
+    visit = await load_visit(session, request.visit_id)
+    role = require_participant(visit, principal)
+    if visit.state not in JOINABLE[role]:
+        reason = (
+            "NOT_CHECKED_IN"
+            if role == "patient" and visit.state == S.VISIT_STATE_BOOKED
+            else "NOT_JOINABLE"
+        )
+        raise FailedPrecondition(reason, "the visit cannot be joined in its current state")
+    now = datetime.now(UTC)
+    if not visit.start_time - window_before <= now <= visit.end_time + window_after:
+        raise FailedPrecondition("OUTSIDE_JOIN_WINDOW", "the visit's join window is not open")
+    if not await telehealth_permitted(visit.patient_id):
+        raise FailedPrecondition(
+            "CONSENT_REQUIRED", "the patient's telehealth consent is not active"
+        )
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": principal.subject,
+        "role": role,
+        "visit_id": visit.visit_id,
+        "patient_id": visit.patient_id,
+        "clinician_id": visit.clinician_id,
+        "jti": str(uuid.uuid4()),
+    }
+    token = key.sign(claims, ttl_seconds)
+    return session_pb2.IssueJoinTokenResponse(
+        join_token=token,
+        expire_time=timestamp(now + timedelta(seconds=ttl_seconds)),
+        role=ROLES[role],
+    )
+
+
+def keys(key: SigningKey) -> session_pb2.GetJoinTokenKeysResponse:
+    current_principal()
+    return session_pb2.GetJoinTokenKeysResponse(jwks_json=json.dumps(key.jwks()))

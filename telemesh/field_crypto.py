@@ -1,0 +1,111 @@
+"""Field-level encryption at rest for PHI columns (AES-256-GCM with key ids).
+
+A stored value reads `v1:<key id>:<base64 nonce|ciphertext>`. The associated data binds
+it to its table, column and row, so a ciphertext copied into another row or column does
+not decrypt. Keys live in a key file (created on first use) or come from the
+environment; the first key encrypts, every listed key decrypts, so keys rotate by
+putting a new key first and re-encrypting at leisure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PREFIX = "v1"
+
+
+class DecryptionError(Exception):
+    """A stored value that no key decrypts (wrong key, tampering, or another row's)."""
+
+
+@dataclass(frozen=True)
+class FieldKeys:
+    """The keyring: `active` encrypts, any key in `keys` decrypts."""
+
+    active: str
+    keys: dict[str, bytes]
+
+    @classmethod
+    def parse(cls, text: str) -> FieldKeys:
+        """`kid:base64key,kid2:base64key2` (the first is active)."""
+        keys: dict[str, bytes] = {}
+        order: list[str] = []
+        for part in text.split(","):
+            kid, _, encoded = part.strip().partition(":")
+            key = base64.b64decode(encoded)
+            if not kid or len(key) != 32:
+                raise ValueError("field keys must be `kid:<base64 of 32 bytes>`, comma-separated")
+            keys[kid] = key
+            order.append(kid)
+        if not order:
+            raise ValueError("no field keys given")
+        return cls(order[0], keys)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> FieldKeys:
+        """Reads the key file at `path`, creating it with one fresh key if missing."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            kid = f"k{secrets.token_hex(4)}"
+            content = {
+                "active": kid,
+                "keys": {kid: base64.b64encode(AESGCM.generate_key(256)).decode()},
+            }
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(content, indent=2))
+            os.chmod(temporary, 0o600)
+            try:
+                os.link(temporary, path)  # atomic and refuses to replace another's file
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        data = json.loads(path.read_text())
+        keys = {kid: base64.b64decode(value) for kid, value in data["keys"].items()}
+        return cls(data["active"], keys)
+
+
+class FieldCipher:
+    """Encrypts and decrypts one column's values for one table."""
+
+    def __init__(self, keys: FieldKeys) -> None:
+        self.keys = keys
+        self._aead = {kid: AESGCM(key) for kid, key in keys.keys.items()}
+
+    @staticmethod
+    def _context(table: str, column: str, row_id: str) -> bytes:
+        return f"{table}\0{column}\0{row_id}".encode()
+
+    def encrypt(self, plaintext: str, *, table: str, column: str, row_id: str) -> str:
+        if plaintext == "":
+            return ""
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead[self.keys.active].encrypt(
+            nonce, plaintext.encode(), self._context(table, column, row_id)
+        )
+        return f"{PREFIX}:{self.keys.active}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, stored: str, *, table: str, column: str, row_id: str) -> str:
+        if stored == "":
+            return ""
+        try:
+            prefix, kid, encoded = stored.split(":", 2)
+            raw = base64.b64decode(encoded)
+            aead = self._aead[kid]
+            if prefix != PREFIX:
+                raise ValueError(prefix)
+            plaintext = aead.decrypt(raw[:12], raw[12:], self._context(table, column, row_id))
+        except Exception:
+            raise DecryptionError(f"{table}.{column} of {row_id} does not decrypt") from None
+        return plaintext.decode()
+
+    def needs_rotation(self, stored: str) -> bool:
+        """True when `stored` was sealed with a key other than the active one."""
+        return stored != "" and stored.split(":", 2)[1] != self.keys.active

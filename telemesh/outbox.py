@@ -1,0 +1,280 @@
+"""The transactional outbox and its relay: events that must reach another service.
+
+A service writes an event into its own `outbox_events` table in the same transaction as
+the change that causes it, so the event exists if and only if the change does. The
+relay then delivers each event as one unary RPC (`method`, serialized request `payload`)
+to the target service, with retries and exponential backoff, until it is acknowledged.
+Delivery is at least once; the receiver de-duplicates on the event's idempotency key
+(for a completion, the visit id), which makes the effect exactly once.
+
+Several relays may run against one table (the service's own and a standalone
+`python -m telemesh.outbox`): each claims a batch with a lease, so they share the work,
+and a relay that dies mid-batch only delays its events until the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from sqlalchemy import and_, or_, update
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from telemesh import metrics
+from telemesh.db import Database
+from telemesh.db_types import UtcDateTime
+from telemesh.logs import log
+
+logger = logging.getLogger("telemesh.outbox")
+tracer = trace.get_tracer("telemesh.outbox")
+
+
+class OutboxEvent(SQLModel, table=True):
+    __tablename__ = "outbox_events"
+
+    event_id: str = Field(primary_key=True, max_length=36)
+    target: str = Field(max_length=40)  # the service to call: "billing"
+    method: str = Field(max_length=200)  # full gRPC method path
+    key: str = Field(max_length=100, index=True)  # the receiver's idempotency key
+    payload: bytes
+    traceparent: str = Field(default="", max_length=100)
+
+    create_time: datetime = Field(sa_type=UtcDateTime)
+    attempts: int = 0
+
+    next_attempt_time: datetime = Field(sa_type=UtcDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    delivered_time: datetime | None = Field(default=None, index=True, sa_type=UtcDateTime)
+    last_error: str = Field(default="", max_length=200)
+
+
+def enqueue(
+    session: AsyncSession,
+    *,
+    target: str,
+    method: str,
+    key: str,
+    payload: bytes,
+    traceparent: str = "",
+) -> OutboxEvent:
+    """Adds an event to the caller's transaction."""
+    now = datetime.now(UTC)
+    event = OutboxEvent(
+        event_id=str(uuid.uuid4()),
+        target=target,
+        method=method,
+        key=key,
+        payload=payload,
+        traceparent=traceparent,
+        create_time=now,
+        next_attempt_time=now,
+    )
+    session.add(event)
+    return event
+
+
+def backoff_seconds(attempts: int, base: float = 0.2, ceiling: float = 30.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(ceiling, base * 2 ** min(attempts, 20)))
+
+
+Deliver = Callable[[OutboxEvent], Awaitable[None]]
+
+
+@dataclass
+class RelaySettings:
+    batch_size: int = 50
+    poll_seconds: float = 1.0
+    lease_seconds: float = 30.0
+    concurrency: int = 8
+
+
+class OutboxRelay:
+    """Delivers due events from one database until stopped."""
+
+    def __init__(self, db: Database, deliver: Deliver, settings: RelaySettings | None = None):
+        self.db = db
+        self.deliver = deliver
+        self.settings = settings or RelaySettings()
+        self.owner = uuid.uuid4().hex[:12]
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """New events were committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        while True:
+            try:
+                delivered = await self.drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox relay pass failed")
+                delivered = 0
+            if delivered:
+                continue  # there may be more right away
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+
+    async def _claim(self) -> list[OutboxEvent]:
+        now = datetime.now(UTC)
+        lease = now + timedelta(seconds=self.settings.lease_seconds)
+
+        async def claim(session: AsyncSession) -> list[OutboxEvent]:
+            due = (
+                select(OutboxEvent)
+                .where(
+                    col(OutboxEvent.delivered_time).is_(None),
+                    col(OutboxEvent.next_attempt_time) <= now,
+                    or_(
+                        col(OutboxEvent.lease_until).is_(None),
+                        col(OutboxEvent.lease_until) < now,
+                    ),
+                )
+                .order_by(col(OutboxEvent.create_time))
+                .limit(self.settings.batch_size)
+            )
+            if not self.db.sqlite:
+                due = due.with_for_update(skip_locked=True)
+            events = list((await session.exec(due)).all())
+            for event in events:
+                event.lease_until = lease
+                session.add(event)
+            return events
+
+        return await self.db.run_write(claim)
+
+    async def drain_once(self) -> int:
+        """Claims one batch and delivers it; returns how many were delivered."""
+        events = await self._claim()
+        if not events:
+            return 0
+        limit = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(event: OutboxEvent) -> bool:
+            async with limit:
+                return await self._deliver_one(event)
+
+        results = await asyncio.gather(*(one(event) for event in events))
+        return sum(results)
+
+    async def _deliver_one(self, event: OutboxEvent) -> bool:
+        parent = (
+            propagate.extract({"traceparent": event.traceparent}) if event.traceparent else None
+        )
+        token = otel_context.attach(parent) if parent is not None else None
+        try:
+            with tracer.start_as_current_span(
+                "outbox deliver",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "telemesh.outbox",
+                    "messaging.destination.name": event.target,
+                    "telemesh.outbox.event_id": event.event_id,
+                    "telemesh.outbox.attempt": event.attempts + 1,
+                },
+            ) as span:
+                try:
+                    await self.deliver(event)
+                except Exception as exc:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                    await self._failed(event, exc)
+                    return False
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+        await self._delivered(event)
+        return True
+
+    async def _delivered(self, event: OutboxEvent) -> None:
+        async def mark(session: AsyncSession) -> None:
+            await session.exec(
+                update(OutboxEvent)
+                .where(and_(col(OutboxEvent.event_id) == event.event_id))
+                .values(delivered_time=datetime.now(UTC), lease_until=None, last_error="")
+            )
+
+        await self.db.run_write(mark)
+        metrics.count("telemesh.outbox.delivered", "Outbox events delivered", target=event.target)
+
+    async def _failed(self, event: OutboxEvent, error: Exception) -> None:
+        attempts = event.attempts + 1
+        delay = backoff_seconds(attempts)
+        reason = (
+            error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
+        )
+
+        async def mark(session: AsyncSession) -> None:
+            await session.exec(
+                update(OutboxEvent)
+                .where(and_(col(OutboxEvent.event_id) == event.event_id))
+                .values(
+                    attempts=attempts,
+                    next_attempt_time=datetime.now(UTC) + timedelta(seconds=delay),
+                    lease_until=None,
+                    last_error=reason[:200],
+                )
+            )
+
+        await self.db.run_write(mark)
+        log(
+            logger,
+            logging.WARNING,
+            "outbox delivery failed",
+            event_id=event.event_id,
+            target=event.target,
+            attempts=attempts,
+            reason=reason,
+            retry_in_s=round(delay, 2),
+        )
+
+
+async def backlog(db: Database) -> int:
+    """Events not yet delivered (for the backlog gauge and for tests)."""
+    from sqlalchemy import func
+
+    async with db.read() as session:
+        result = await session.exec(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(col(OutboxEvent.delivered_time).is_(None))
+        )
+        return int(result.one())
+
+
+def grpc_deliverer(
+    channel_for: Callable[[str], grpc.aio.Channel], timeout: float = 10.0
+) -> Deliver:
+    """Delivers an event as its unary RPC with raw bytes; any non-OK status is a failure
+    to retry (the receiver's idempotency makes retries safe)."""
+
+    async def deliver(event: OutboxEvent) -> None:
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel_for(
+            event.target
+        ).unary_unary(event.method, request_serializer=None, response_deserializer=None)
+        await call(event.payload, timeout=timeout)
+
+    return deliver
