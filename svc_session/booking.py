@@ -30,6 +30,7 @@ from svc_session.profiles import check_id
 from svc_session.visit_store import (
     load_visit,
     require_participant,
+    require_transition,
     to_proto,
     transition,
 )
@@ -210,15 +211,18 @@ async def mark_no_show(
     session: AsyncSession,
     request: session_pb2.MarkNoShowRequest,
     grace: timedelta,
-    principal: Principal | None = None,
+    sweeper: Principal | None = None,
 ) -> session_pb2.MarkNoShowResponse:
-    principal = principal or current_principal()
+    """Marks a no-show for the visit's clinician or an admin; `sweeper` is the service's
+    own principal when its background sweep does it."""
+    principal = sweeper or current_principal()
     check = Violations()
     check.required("visit_id", request.visit_id)
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id, for_update=True)
-    if not principal.is_service and principal.role != "admin":
+    if sweeper is None and principal.role != "admin":
         require_participant(visit, principal, "clinician")
+    require_transition(visit, S.VISIT_STATE_NO_SHOW)
     now = datetime.now(UTC)
     if now < visit.start_time + grace:
         raise FailedPrecondition(

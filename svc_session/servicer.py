@@ -36,6 +36,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             request,
             P.CreatePatientResponse,
             lambda s: profiles.create_patient(s, self.cipher, request),
+            cipher=self.cipher,
         )
 
     async def GetPatient(
@@ -53,6 +54,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             request,
             P.CreateClinicianResponse,
             lambda s: profiles.create_clinician(s, self.cipher, request),
+            cipher=self.cipher,
         )
 
     async def GetClinician(

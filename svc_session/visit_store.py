@@ -75,16 +75,21 @@ def require_participant(visit: VisitRow, principal: Principal, *roles: str) -> s
     return role
 
 
-def transition(
-    session: AsyncSession, visit: VisitRow, to_state: int, principal: Principal, at: datetime
-) -> None:
-    """Moves `visit` to `to_state`, recording when and by whom; refuses illegal moves."""
+def require_transition(visit: VisitRow, to_state: int) -> None:
+    """Refuses a move the visit's life does not allow (FAILED_PRECONDITION)."""
     if to_state not in ALLOWED_TRANSITIONS.get(visit.state, frozenset()):
         raise FailedPrecondition(
             "ILLEGAL_TRANSITION",
             f"a {state_name(visit.state)} visit cannot become {state_name(to_state)}",
             {"from": state_name(visit.state), "to": state_name(to_state)},
         )
+
+
+def transition(
+    session: AsyncSession, visit: VisitRow, to_state: int, principal: Principal, at: datetime
+) -> None:
+    """Moves `visit` to `to_state`, recording when and by whom; refuses illegal moves."""
+    require_transition(visit, to_state)
     session.add(
         VisitTransitionRow(
             visit_id=visit.visit_id,

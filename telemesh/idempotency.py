@@ -2,11 +2,13 @@
 
 Every service keeps the answers it gave in its own `idempotency_records` table (each
 service's first migration creates it), written in the same transaction as the change
-itself, so an answer is stored if and only if the change is.
+itself, so an answer is stored if and only if the change is. An answer that carries
+PHI (a field marked in the proto) is stored encrypted with the service's field cipher.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,13 +23,18 @@ from telemesh.auth import current_principal
 from telemesh.db import Database
 from telemesh.db_types import UtcDateTime
 from telemesh.errors import TelemeshError, invalid
+from telemesh.field_crypto import FieldCipher
+from telemesh.phi import phi_paths
 from telemesh.validation import Violations
 
 R = TypeVar("R", bound=Message)
 
 
+TABLE = "idempotency_records"
+
+
 class IdempotencyRecord(SQLModel, table=True):
-    __tablename__ = "idempotency_records"
+    __tablename__ = TABLE
 
     request_id: str = Field(primary_key=True, max_length=64)
     method: str = Field(max_length=200)
@@ -45,8 +52,29 @@ def _digest(method: str, request: Message) -> str:
     return hasher.hexdigest()
 
 
+def _seal(response: Message, request_id: str, cipher: FieldCipher | None) -> bytes:
+    raw = response.SerializeToString()
+    if cipher is None:
+        return raw
+    sealed = cipher.encrypt(
+        base64.b64encode(raw).decode(), table=TABLE, column="response", row_id=request_id
+    )
+    return sealed.encode()
+
+
+def _unseal(stored: bytes, request_id: str, cipher: FieldCipher | None) -> bytes:
+    if cipher is None:
+        return stored
+    opened = cipher.decrypt(stored.decode(), table=TABLE, column="response", row_id=request_id)
+    return base64.b64decode(opened)
+
+
 async def _replay(
-    session: AsyncSession, request_id: str, digest: str, response_type: type[R]
+    session: AsyncSession,
+    request_id: str,
+    digest: str,
+    response_type: type[R],
+    cipher: FieldCipher | None,
 ) -> R | None:
     record = await session.get(IdempotencyRecord, request_id)
     if record is None:
@@ -54,7 +82,7 @@ async def _replay(
     if record.request_digest != digest:
         raise invalid("request_id", "this request_id was already used for a different request")
     response = response_type()
-    response.ParseFromString(record.response)
+    response.ParseFromString(_unseal(record.response, request_id, cipher))
     return response
 
 
@@ -64,6 +92,8 @@ async def run_idempotent(
     request: Message,
     response_type: type[R],
     work: Callable[[AsyncSession], Awaitable[R]],
+    *,
+    cipher: FieldCipher | None = None,
 ) -> R:
     """Runs `work` once per `request.request_id` in a write transaction.
 
@@ -72,6 +102,10 @@ async def run_idempotent(
     race: the loser's transaction fails (on the record's primary key, or on whatever
     the work itself conflicts with), rolls back, and replays the winner's answer.
     """
+    # An answer that carries PHI is stored only encrypted.
+    assert cipher is not None or not phi_paths(response_type.DESCRIPTOR), (
+        f"{response_type.DESCRIPTOR.full_name} holds PHI: pass the service's cipher"
+    )
     request_id: str = getattr(request, "request_id")  # noqa: B009 - every mutating RPC has it
     check = Violations()
     check.uuid("request_id", request_id)
@@ -79,7 +113,7 @@ async def run_idempotent(
     digest = _digest(method, request)
 
     async def attempt(session: AsyncSession) -> R:
-        stored = await _replay(session, request_id, digest, response_type)
+        stored = await _replay(session, request_id, digest, response_type, cipher)
         if stored is not None:
             return stored
         response = await work(session)
@@ -88,7 +122,7 @@ async def run_idempotent(
                 request_id=request_id,
                 method=method,
                 request_digest=digest,
-                response=response.SerializeToString(),
+                response=_seal(response, request_id, cipher),
                 create_time=datetime.now(UTC),
             )
         )
@@ -101,7 +135,7 @@ async def run_idempotent(
         # A concurrent twin of this request may have committed first; then its answer,
         # not the conflict it caused us (a unique key, a taken slot), is the reply.
         async with db.read() as session:
-            stored = await _replay(session, request_id, digest, response_type)
+            stored = await _replay(session, request_id, digest, response_type, cipher)
         if stored is None:
             raise
         return stored

@@ -1,0 +1,171 @@
+"""The visit's life: legal moves recorded with time and actor; every illegal one refused."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from telemesh.session.v1 import session_pb2
+from tests.flows import Flows, Visit, rid, ts
+from tests.session.test_booking import reason_of
+
+P = session_pb2
+S = P.VisitState
+
+Action = Callable[[Flows, Visit], Awaitable[object]]
+
+
+async def _check_in(flows: Flows, visit: Visit) -> object:
+    return await flows.check_in(visit)
+
+
+async def _admit(flows: Flows, visit: Visit) -> object:
+    return await flows.admit(visit)
+
+
+async def _complete(flows: Flows, visit: Visit) -> object:
+    return await flows.complete(visit)
+
+
+async def _cancel(flows: Flows, visit: Visit) -> object:
+    return await flows.session.CancelVisit(
+        P.CancelVisitRequest(
+            request_id=rid(), visit_id=visit.visit_id, reason=P.CANCEL_REASON_PATIENT_REQUEST
+        ),
+        metadata=visit.patient,
+    )
+
+
+async def _no_show(flows: Flows, visit: Visit) -> object:
+    return await flows.session.MarkNoShow(
+        P.MarkNoShowRequest(request_id=rid(), visit_id=visit.visit_id), metadata=visit.clinician
+    )
+
+
+ACTIONS: dict[str, Action] = {
+    "check_in": _check_in,
+    "admit": _admit,
+    "complete": _complete,
+    "cancel": _cancel,
+    "no_show": _no_show,
+}
+
+# How to bring a fresh visit into each state reachable in real time.
+PATHS: dict[str, list[str]] = {
+    "booked": [],
+    "checked_in": ["check_in"],
+    "in_progress": ["check_in", "admit"],
+    "completed": ["check_in", "admit", "complete"],
+    "cancelled": ["cancel"],
+}
+LEGAL = {
+    "booked": {"check_in", "cancel", "no_show"},
+    "checked_in": {"admit", "cancel", "no_show"},
+    "in_progress": {"complete"},
+    "completed": set(),
+    "cancelled": set(),
+}
+ILLEGAL = [
+    (state, action)
+    for state in PATHS
+    for action in ACTIONS
+    if action not in LEGAL[state] and action != "no_show"
+]
+
+
+@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=[f"{s}-{a}" for s, a in ILLEGAL])
+async def test_an_illegal_transition_is_refused(flows: Flows, state: str, action: str) -> None:
+    visit = await flows.book()
+    for step in PATHS[state]:
+        await ACTIONS[step](flows, visit)
+    before = await flows.session.GetVisit(
+        P.GetVisitRequest(visit_id=visit.visit_id), metadata=visit.patient
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ACTIONS[action](flows, visit)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(caught.value) == "ILLEGAL_TRANSITION"
+    after = await flows.session.GetVisit(
+        P.GetVisitRequest(visit_id=visit.visit_id), metadata=visit.patient
+    )
+    assert after.visit == before.visit, "nothing was written"
+
+
+NO_SHOW_ILLEGAL = ["in_progress", "completed", "cancelled"]
+
+
+@pytest.mark.parametrize("state", NO_SHOW_ILLEGAL)
+async def test_no_show_is_refused_after_the_patient_was_seen_or_cancelled(
+    flows: Flows, state: str
+) -> None:
+    visit = await flows.book()
+    for step in PATHS[state]:
+        await ACTIONS[step](flows, visit)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _no_show(flows, visit)
+    assert reason_of(caught.value) == "ILLEGAL_TRANSITION"
+
+
+async def test_no_show_waits_for_the_grace_period(flows: Flows) -> None:
+    visit = await flows.book()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _no_show(flows, visit)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason_of(caught.value) == "GRACE_PERIOD"
+
+
+async def test_a_whole_visit_records_every_transition_and_its_connected_time(flows: Flows) -> None:
+    visit = await flows.book()
+    await flows.check_in(visit, P.PATIENT_LOCATION_OTHER)
+    await flows.admit(visit)
+    signaling = flows.tokens.service("signaling")
+    begin = datetime.now(UTC) - timedelta(seconds=95)
+    for kind, at in (
+        (P.CONNECTION_EVENT_KIND_CONNECTED, begin),
+        (P.CONNECTION_EVENT_KIND_CONNECTED, begin + timedelta(seconds=5)),  # already open
+        (P.CONNECTION_EVENT_KIND_DISCONNECTED, begin + timedelta(seconds=60)),
+        (P.CONNECTION_EVENT_KIND_CONNECTED, begin + timedelta(seconds=70)),
+    ):
+        await flows.session.RecordConnectionEvent(
+            P.RecordConnectionEventRequest(
+                request_id=rid(), visit_id=visit.visit_id, kind=kind, event_time=ts(at)
+            ),
+            metadata=signaling,
+        )
+    done = await flows.complete(visit, codes=("J06.9", "R05.9"), audio_only=True)
+    assert done.state == S.VISIT_STATE_COMPLETED
+    assert [(t.from_state, t.to_state, t.actor_id) for t in done.transitions] == [
+        (S.VISIT_STATE_UNSPECIFIED, S.VISIT_STATE_BOOKED, visit.patient_id),
+        (S.VISIT_STATE_BOOKED, S.VISIT_STATE_CHECKED_IN, visit.patient_id),
+        (S.VISIT_STATE_CHECKED_IN, S.VISIT_STATE_IN_PROGRESS, visit.clinician_id),
+        (S.VISIT_STATE_IN_PROGRESS, S.VISIT_STATE_COMPLETED, visit.clinician_id),
+    ]
+    assert len(done.connected_periods) == 2
+    assert all(p.HasField("end_time") for p in done.connected_periods), "completion closes the call"
+    # 60 s, plus the second period from 70 s until completion (about 25 s later).
+    assert 60 + 20 <= done.connected_seconds <= 60 + 40
+    assert done.patient_location == P.PATIENT_LOCATION_OTHER
+    assert list(done.diagnosis_codes) == ["J06.9", "R05.9"]
+    assert done.audio_only
+    assert done.new_patient
+
+
+async def test_connection_events_come_only_from_signaling(
+    flows: Flows, session_stack: object
+) -> None:
+    visit = await flows.book()
+    await flows.check_in(visit)
+    await flows.admit(visit)
+    request = P.RecordConnectionEventRequest(
+        request_id=rid(),
+        visit_id=visit.visit_id,
+        kind=P.CONNECTION_EVENT_KIND_CONNECTED,
+        event_time=ts(datetime.now(UTC)),
+    )
+    for md in (visit.patient, visit.clinician, flows.tokens.service("billing")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await flows.session.RecordConnectionEvent(request, metadata=md)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -1,0 +1,113 @@
+"""The no-show sweep, run in-process against a real database holding overdue visits
+(a visit's slot cannot be in the past through the API, so the rows are written here)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_session import booking, visits
+from svc_session.models import SlotClaimRow, VisitRow
+from telemesh.auth import Principal, bind
+from telemesh.db import Database, migrate
+from telemesh.errors import FailedPrecondition
+from telemesh.session.v1 import session_pb2
+from tests.harness import database_url
+
+S = session_pb2.VisitState
+GRACE = timedelta(minutes=15)
+
+
+@pytest.fixture
+async def db(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
+    with database_url(backend, tmp_path, "session") as url:
+        migrate("svc_session", url)
+        database = Database(url)
+        yield database
+        await database.dispose()
+
+
+async def _visit(db: Database, started_ago: timedelta, state: int) -> str:
+    now = datetime.now(UTC)
+    visit_id = str(uuid.uuid4())
+    async with db.write() as session:
+        visit = VisitRow(
+            visit_id=visit_id,
+            patient_id="p-1",
+            clinician_id="c-1",
+            practice_id="pr-1",
+            start_time=now - started_ago,
+            end_time=now - started_ago + timedelta(minutes=30),
+            state=state,
+            create_time=now,
+            update_time=now,
+        )
+        session.add(visit)
+        session.add(
+            SlotClaimRow(clinician_id="c-1", block=int(uuid.uuid4().int % 10**9), visit_id=visit_id)
+        )
+    return visit_id
+
+
+async def test_overdue_booked_visits_become_no_shows(db: Database) -> None:
+    overdue = await _visit(db, timedelta(minutes=20), S.VISIT_STATE_BOOKED)
+    in_grace = await _visit(db, timedelta(minutes=5), S.VISIT_STATE_BOOKED)
+    waiting = await _visit(db, timedelta(minutes=20), S.VISIT_STATE_CHECKED_IN)
+    async with db.read() as session:
+        found = await booking.overdue_visits(session, GRACE)
+    assert overdue in found
+    assert in_grace not in found
+    assert waiting not in found, "a patient in the waiting room is not a no-show"
+    sweeper = Principal("service", "session")
+    async with db.write() as session:
+        reply = await booking.mark_no_show(
+            session, session_pb2.MarkNoShowRequest(visit_id=overdue), GRACE, sweeper
+        )
+    assert reply.visit.state == S.VISIT_STATE_NO_SHOW
+    assert (reply.visit.transitions[-1].actor_role, reply.visit.transitions[-1].actor_id) == (
+        "service",
+        "session",
+    )
+    async with db.read() as session:
+        claims = (
+            await session.exec(select(SlotClaimRow).where(SlotClaimRow.visit_id == overdue))
+        ).all()
+    assert not claims, "a no-show frees its slot"
+
+
+@pytest.mark.parametrize("action", ["check_in", "admit", "complete", "no_show"])
+async def test_nothing_follows_a_no_show(db: Database, action: str) -> None:
+    visit_id = await _visit(db, timedelta(minutes=20), S.VISIT_STATE_NO_SHOW)
+    bind(
+        Principal(
+            "patient" if action == "check_in" else "clinician",
+            "p-1" if action == "check_in" else "c-1",
+        ),
+        None,
+    )
+    calls: dict[str, Callable[[AsyncSession], Awaitable[object]]] = {
+        "check_in": lambda s: visits.check_in(
+            s,
+            session_pb2.CheckInRequest(
+                visit_id=visit_id, patient_location=session_pb2.PATIENT_LOCATION_HOME
+            ),
+            GRACE,
+        ),
+        "admit": lambda s: visits.admit(s, session_pb2.AdmitPatientRequest(visit_id=visit_id)),
+        "complete": lambda s: visits.complete(
+            s, session_pb2.CompleteVisitRequest(visit_id=visit_id, diagnosis_codes=["J06.9"])
+        ),
+        "no_show": lambda s: booking.mark_no_show(
+            s, session_pb2.MarkNoShowRequest(visit_id=visit_id), GRACE
+        ),
+    }
+    with pytest.raises(FailedPrecondition) as caught:
+        async with db.write() as session:
+            await calls[action](session)
+    assert caught.value.reason == "ILLEGAL_TRANSITION"
