@@ -1,12 +1,17 @@
-"""The billing service's wiring: its database and its servicer on the shared bootstrap."""
+"""The billing service's wiring: its settings and data files (coding rules, fee
+schedule), its database and its servicer on the shared bootstrap."""
 
 from __future__ import annotations
 
 import grpc
 
+from svc_billing.coding import RuleBook, load_rule_sets
+from svc_billing.fees import load_fee_schedule
 from svc_billing.servicer import BillingServicer
+from svc_billing.settings import BillingSettings
 from telemesh.app import ServiceAppBase
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
+from telemesh.config import RuntimeSettings, load
 
 
 class BillingApp(ServiceAppBase):
@@ -14,5 +19,17 @@ class BillingApp(ServiceAppBase):
     package = "svc_billing"
     service_names = (billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,)
 
+    def __init__(self, settings: RuntimeSettings) -> None:
+        super().__init__(settings)
+        self.billing = load(BillingSettings)
+        # Bad rules, fees or mappings stop the start here, with the file and the reason.
+        self.rules = RuleBook(
+            load_rule_sets(self.billing.rules_file),
+            self.billing.default_rule_set,
+            self.billing.payer_mapping(),
+        )
+        self.fees = load_fee_schedule(self.billing.fee_schedule_file)
+        self.fees.require(self.rules.codes)
+
     async def register(self, server: grpc.aio.Server) -> None:
-        billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(self), server)  # type: ignore[abstract]
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(self), server)

@@ -1,15 +1,239 @@
-"""BillingService. Methods not built yet answer UNIMPLEMENTED (the generated base)."""
+"""BillingService: every RPC checks who calls, validates its input, then works on the
+charge store."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import re
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
-from telemesh.billing.v1 import billing_pb2_grpc
+import grpc
+
+from svc_billing.charges import build_charge
+from svc_billing.completion import IDENTIFIER, parse_date, validate_completion
+from svc_billing.fhir_claim import export_claim
+from svc_billing.messages import PROTO_TO_STATE, charge_message
+from svc_billing.models import BILLED, VOIDED
+from svc_billing.statement import build_statement
+from svc_billing.store import Actor, ChargeFilter, ChargeStore
+from telemesh import metrics
+from telemesh.auth import Principal, require_role, require_self_or, require_service
+from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
+from telemesh.errors import AlreadyExists, PermissionDenied, invalid
+from telemesh.idempotency import run_idempotent
+from telemesh.logs import log
+from telemesh.paging import decode_token, encode_token, page_size
+from telemesh.validation import Violations
 
 if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
     from svc_billing.app import BillingApp
+
+logger = logging.getLogger("svc_billing")
+
+BILLING_ROLE = "billing"
+# A void's reason is a code, never free text (no clinical notes, so no PHI).
+VOID_REASON = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+MAX_STATEMENT_DAYS = 366
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _readers() -> Principal:
+    """Callers who may read charges at all: patients (their own) and the billing role."""
+    return require_role("patient", BILLING_ROLE)
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     def __init__(self, app: BillingApp) -> None:
         self.app = app
+        self.store = ChargeStore(app.db)
+
+    async def RecordVisitCompletion(
+        self, request: billing_pb2.RecordVisitCompletionRequest, context: Context
+    ) -> billing_pb2.RecordVisitCompletionResponse:
+        principal = require_service("session")
+        completion = validate_completion(request)
+        coding = self.app.rules.for_payer(completion.payer_id).code(completion.facts)
+        actor = Actor(principal.role, principal.subject)
+        record, created = await self.store.record_once(
+            completion.visit_id, lambda: build_charge(completion, coding, self.app.fees, actor)
+        )
+        row = record.row
+        if row.completion_digest != completion.digest:
+            raise AlreadyExists(
+                "VISIT_COMPLETION_CONFLICT",
+                "this visit's completion was recorded before with different content; the "
+                "recorded charge stands (void it to correct it)",
+                {"visit_id": row.visit_id, "charge_id": row.charge_id},
+            )
+        if created:
+            metrics.count(
+                "telemesh.billing.charges",
+                "Charges created, by state and rule set",
+                state=row.state,
+                rule_set=row.rule_set,
+            )
+        log(
+            logger,
+            logging.INFO,
+            "charge recorded" if created else "completion redelivered",
+            visit_id=row.visit_id,
+            charge_id=row.charge_id,
+            state=row.state,
+            rule_set=row.rule_set,
+            procedure_code=row.procedure_code,
+        )
+        return billing_pb2.RecordVisitCompletionResponse(
+            charge=charge_message(record), created=created
+        )
+
+    async def GetCharge(
+        self, request: billing_pb2.GetChargeRequest, context: Context
+    ) -> billing_pb2.GetChargeResponse:
+        _readers()
+        check = Violations()
+        check.uuid("charge_id", request.charge_id)
+        check.raise_if_any()
+        record = await self.store.get(request.charge_id)
+        require_self_or("patient", record.row.patient_id, BILLING_ROLE)
+        return billing_pb2.GetChargeResponse(charge=charge_message(record))
+
+    async def ListCharges(
+        self, request: billing_pb2.ListChargesRequest, context: Context
+    ) -> billing_pb2.ListChargesResponse:
+        principal = _readers()
+        patient_id = request.patient_id
+        if principal.role == "patient":
+            if patient_id and patient_id != principal.subject:
+                raise PermissionDenied("NOT_OWNER", "a patient may list only their own charges")
+            patient_id = principal.subject
+        check = Violations()
+        for field, value in (("patient_id", patient_id), ("visit_id", request.visit_id)):
+            if value:
+                check.check(bool(IDENTIFIER.fullmatch(value)), field, "is not a valid id")
+        states = []
+        for index, state in enumerate(request.states):
+            if check.check(state in PROTO_TO_STATE, f"states[{index}]", "is not a charge state"):
+                states.append(PROTO_TO_STATE[state])
+        check.raise_if_any()
+        size = page_size(request.page_size)
+        where = ChargeFilter(patient_id, request.visit_id, tuple(sorted(set(states))))
+        query = {"patient_id": where.patient_id, "visit_id": where.visit_id, "states": where.states}
+        after = _cursor(decode_token(request.page_token, query))
+        records = await self.store.page(where, after, size + 1)
+        next_token = ""
+        if len(records) > size:
+            records = records[:size]
+            last = records[-1].row
+            next_token = encode_token(
+                {"t": last.create_time.isoformat(), "id": last.charge_id}, query
+            )
+        return billing_pb2.ListChargesResponse(
+            charges=[charge_message(record) for record in records], next_page_token=next_token
+        )
+
+    async def MarkChargeBilled(
+        self, request: billing_pb2.MarkChargeBilledRequest, context: Context
+    ) -> billing_pb2.MarkChargeBilledResponse:
+        principal = require_role(BILLING_ROLE)
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        check.uuid("charge_id", request.charge_id)
+        check.raise_if_any()
+        actor = Actor(principal.role, principal.subject)
+
+        async def work(session: AsyncSession) -> billing_pb2.MarkChargeBilledResponse:
+            record = await self.store.transition(session, request.charge_id, BILLED, actor)
+            return billing_pb2.MarkChargeBilledResponse(charge=charge_message(record))
+
+        response = await run_idempotent(
+            self.app.db, "MarkChargeBilled", request, billing_pb2.MarkChargeBilledResponse, work
+        )
+        log(logger, logging.INFO, "charge billed", charge_id=request.charge_id)
+        return response
+
+    async def VoidCharge(
+        self, request: billing_pb2.VoidChargeRequest, context: Context
+    ) -> billing_pb2.VoidChargeResponse:
+        principal = require_role(BILLING_ROLE)
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        check.uuid("charge_id", request.charge_id)
+        check.check(
+            bool(VOID_REASON.fullmatch(request.reason)),
+            "reason",
+            "must be a reason code: 2 to 64 lower-case letters, digits or dashes "
+            "(e.g. duplicate, coding-error)",
+        )
+        check.raise_if_any()
+        actor = Actor(principal.role, principal.subject)
+
+        async def work(session: AsyncSession) -> billing_pb2.VoidChargeResponse:
+            record = await self.store.transition(
+                session, request.charge_id, VOIDED, actor, request.reason
+            )
+            return billing_pb2.VoidChargeResponse(charge=charge_message(record))
+
+        response = await run_idempotent(
+            self.app.db, "VoidCharge", request, billing_pb2.VoidChargeResponse, work
+        )
+        log(
+            logger,
+            logging.INFO,
+            "charge voided",
+            charge_id=request.charge_id,
+            reason=request.reason,
+        )
+        return response
+
+    async def GetPatientStatement(
+        self, request: billing_pb2.GetPatientStatementRequest, context: Context
+    ) -> billing_pb2.GetPatientStatementResponse:
+        principal = _readers()
+        patient_id = request.patient_id or (
+            principal.subject if principal.role == "patient" else ""
+        )
+        require_self_or("patient", patient_id, BILLING_ROLE)
+        check = Violations()
+        if check.required("patient_id", patient_id):
+            check.check(bool(IDENTIFIER.fullmatch(patient_id)), "patient_id", "is not a valid id")
+        start = parse_date(check, "start_date", request.start_date)
+        end = parse_date(check, "end_date", request.end_date)
+        if start is not None and end is not None:
+            _check_period(check, start, end)
+        check.raise_if_any()
+        assert start is not None
+        assert end is not None
+        rows = await self.store.for_statement(patient_id, start, end)
+        return build_statement(patient_id, start, end, rows, self.app.fees.currency)
+
+    async def ExportClaim(
+        self, request: billing_pb2.ExportClaimRequest, context: Context
+    ) -> billing_pb2.ExportClaimResponse:
+        _readers()
+        check = Violations()
+        check.uuid("charge_id", request.charge_id)
+        check.raise_if_any()
+        record = await self.store.get(request.charge_id)
+        require_self_or("patient", record.row.patient_id, BILLING_ROLE)
+        return billing_pb2.ExportClaimResponse(claim_json=export_claim(record.row))
+
+
+def _cursor(cursor: dict[str, Any] | None) -> tuple[datetime, str] | None:
+    """Where a page starts: after this (create_time, charge_id), newest first."""
+    if cursor is None:
+        return None
+    try:
+        return datetime.fromisoformat(cursor["t"]), str(cursor["id"])
+    except (KeyError, TypeError, ValueError):
+        raise invalid("page_token", "is not a token this service issued") from None
+
+
+def _check_period(check: Violations, start: date, end: date) -> None:
+    if end < start:
+        check.add("end_date", "must not be before start_date")
+    elif (end - start).days > MAX_STATEMENT_DAYS:
+        check.add("end_date", f"must be at most {MAX_STATEMENT_DAYS} days after start_date")

@@ -250,6 +250,14 @@ async def schedule_of(
     return availability, [_exception(row) for row in exceptions]
 
 
+async def slot_ending(session: AsyncSession, clinician_id: str, start: datetime) -> datetime | None:
+    """The end of the clinician's slot starting at `start` (booked or not), if any."""
+    availability, exceptions = await schedule_of(session, clinician_id)
+    return schedule.slot_ending(
+        availability.time_zone, availability.slot_minutes, _weekly(availability), exceptions, start
+    )
+
+
 async def offered_slots(
     session: AsyncSession, clinician_id: str, start: datetime, end: datetime
 ) -> list[tuple[datetime, datetime]]:

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session import schedule
-from svc_session.availability import offered_slots
+from svc_session.availability import slot_ending
 from svc_session.models import (
     BLOCK_MINUTES,
     ClinicianRow,
@@ -63,16 +63,14 @@ def _check_start(check: Violations, field: str, value: object, present: bool) ->
 
 async def _slot_at(session: AsyncSession, clinician_id: str, start: datetime) -> datetime:
     """The end of the clinician's slot starting at `start`; refuses a time that is not one."""
-    for slot_start, slot_end in await offered_slots(
-        session, clinician_id, start, start + timedelta(microseconds=1)
-    ):
-        if slot_start == start:
-            return slot_end
-    raise FailedPrecondition(
-        "NOT_A_SLOT",
-        "the clinician offers no slot starting at that time",
-        {"clinician_id": clinician_id},
-    )
+    end = await slot_ending(session, clinician_id, start)
+    if end is None:
+        raise FailedPrecondition(
+            "NOT_A_SLOT",
+            "the clinician offers no slot starting at that time",
+            {"clinician_id": clinician_id},
+        )
+    return end
 
 
 async def _claim(session: AsyncSession, visit: VisitRow) -> None:
@@ -122,35 +120,28 @@ async def book(
         practice_id=clinician.practice_id,
         start_time=start,
         end_time=end,
-        state=S.VISIT_STATE_UNSPECIFIED,
+        state=S.VISIT_STATE_BOOKED,
         traceparent=traceparent,
         trace_id=traceparent.split("-")[1],
         create_time=now,
         update_time=now,
     )
-    await _claim(session, visit)
-    session.add(visit)
-    _record_booking(session, visit, principal, now)
-    await session.flush()
-    metrics.count("telemesh.visits.booked", "Visits booked")
-    return session_pb2.BookVisitResponse(visit=await to_proto(session, visit))
-
-
-def _record_booking(
-    session: AsyncSession, visit: VisitRow, principal: Principal, now: datetime
-) -> None:
     # Booking is the first transition of a visit's life, recorded like every other.
-    session.add(
-        VisitTransitionRow(
-            visit_id=visit.visit_id,
-            from_state=S.VISIT_STATE_UNSPECIFIED,
-            to_state=S.VISIT_STATE_BOOKED,
-            transition_time=now,
-            actor_id=principal.subject,
-            actor_role=principal.role,
-        )
+    booked = VisitTransitionRow(
+        visit_id=visit.visit_id,
+        from_state=S.VISIT_STATE_UNSPECIFIED,
+        to_state=S.VISIT_STATE_BOOKED,
+        transition_time=now,
+        actor_id=principal.subject,
+        actor_role=principal.role,
     )
-    visit.state = S.VISIT_STATE_BOOKED
+    session.add(visit)
+    session.add(booked)
+    await _claim(session, visit)  # flushes all three; a taken block fails here
+    metrics.count("telemesh.visits.booked", "Visits booked")
+    return session_pb2.BookVisitResponse(
+        visit=await to_proto(session, visit, transitions=[booked], periods=[])
+    )
 
 
 def _may_manage(visit: VisitRow, principal: Principal) -> None:

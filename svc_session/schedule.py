@@ -148,3 +148,31 @@ def slots(
                 slot += length
         day += timedelta(days=1)
     return sorted(found.items())
+
+
+def slot_ending(
+    zone_name: str,
+    slot_minutes: int,
+    weekly: Sequence[WeeklyPeriod],
+    exceptions: Sequence[DateException],
+    start: datetime,
+) -> datetime | None:
+    """The end of the slot that starts exactly at `start`, or None when none does.
+
+    The same slots as `slots()`, without listing them all: only the local dates that
+    can hold `start` are looked at.
+    """
+    zone = zoneinfo.ZoneInfo(zone_name)
+    length = timedelta(minutes=slot_minutes)
+    local_day = start.astimezone(zone).date()
+    for day in (local_day - timedelta(days=1), local_day):
+        for start_minutes, end_minutes in local_intervals(day, weekly, exceptions):
+            begin = to_instant(day, start_minutes, zone, later=False)
+            finish = to_instant(day, end_minutes, zone, later=True)
+            if (
+                begin <= start
+                and start + length <= finish
+                and (start - begin) % length == timedelta(0)
+            ):
+                return start + length
+    return None

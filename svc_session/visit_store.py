@@ -120,16 +120,27 @@ async def periods_of(session: AsyncSession, visit_id: str) -> list[ConnectedPeri
     return list((await session.exec(query)).all())
 
 
-async def to_proto(session: AsyncSession, visit: VisitRow) -> session_pb2.Visit:
-    """The whole visit as the API shows it, with its history and connected time."""
-    transitions = (
-        await session.exec(
-            select(VisitTransitionRow)
-            .where(VisitTransitionRow.visit_id == visit.visit_id)
-            .order_by(col(VisitTransitionRow.transition_id))
+async def to_proto(
+    session: AsyncSession,
+    visit: VisitRow,
+    *,
+    transitions: list[VisitTransitionRow] | None = None,
+    periods: list[ConnectedPeriodRow] | None = None,
+) -> session_pb2.Visit:
+    """The whole visit as the API shows it, with its history and connected time (read
+    from the database unless the caller already holds them)."""
+    if transitions is None:
+        transitions = list(
+            (
+                await session.exec(
+                    select(VisitTransitionRow)
+                    .where(VisitTransitionRow.visit_id == visit.visit_id)
+                    .order_by(col(VisitTransitionRow.transition_id))
+                )
+            ).all()
         )
-    ).all()
-    periods = await periods_of(session, visit.visit_id)
+    if periods is None:
+        periods = await periods_of(session, visit.visit_id)
     message = session_pb2.Visit(
         visit_id=visit.visit_id,
         patient_id=visit.patient_id,

@@ -31,7 +31,7 @@ from telemesh.session.v1 import session_pb2
 from telemesh.validation import Violations
 
 S = session_pb2.VisitState
-ICD10_CM = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
+ICD10_CM = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
 NEW_PATIENT_LOOKBACK = timedelta(days=3 * 365)
 RECORD_COMPLETION = "/telemesh.billing.v1.BillingService/RecordVisitCompletion"
 # Services that read visits: signaling checks a room's visit.

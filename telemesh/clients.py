@@ -77,7 +77,7 @@ def _span_attributes(method: str) -> dict[str, str]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
-class _Outgoing(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+class _Outgoing:
     def __init__(self, clients: ServiceClients) -> None:
         self.clients = clients
 
@@ -113,6 +113,16 @@ class _Outgoing(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClient
             return await continuation(_with_metadata(details, self._extra()), request)
 
 
+# grpc.aio files an interceptor under the first kind it is an instance of, so one object
+# that is both kinds would never see server-streaming calls: one class per kind.
+class _OutgoingUnary(_Outgoing, grpc.aio.UnaryUnaryClientInterceptor):
+    pass
+
+
+class _OutgoingStream(_Outgoing, grpc.aio.UnaryStreamClientInterceptor):
+    pass
+
+
 class ServiceClients:
     """Channels from service `caller` to the other services."""
 
@@ -137,7 +147,7 @@ class ServiceClients:
             self._channels[service] = grpc.aio.insecure_channel(
                 self.settings.address_of(service),
                 options=CHANNEL_OPTIONS,
-                interceptors=[_Outgoing(self)],
+                interceptors=[_OutgoingUnary(self), _OutgoingStream(self)],
             )
         return self._channels[service]
 

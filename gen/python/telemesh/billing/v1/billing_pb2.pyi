@@ -132,6 +132,12 @@ class Charge(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     NEW_PATIENT_FIELD_NUMBER: _builtins.int
+    PRACTICE_ID_FIELD_NUMBER: _builtins.int
+    PAYER_ID_FIELD_NUMBER: _builtins.int
+    AUDIO_ONLY_FIELD_NUMBER: _builtins.int
+    PATIENT_LOCATION_FIELD_NUMBER: _builtins.int
+    FEE_SCHEDULE_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     charge_id: _builtins.str
     """The charge's id."""
     visit_id: _builtins.str
@@ -160,6 +166,16 @@ class Charge(_message.Message):
     """Why the charge was voided, when it was."""
     new_patient: _builtins.bool
     """Whether the patient was new to the practice."""
+    practice_id: _builtins.str
+    """The clinician's practice (the billing provider)."""
+    payer_id: _builtins.str
+    """The payer the visit is billed to; empty for self-pay or unknown."""
+    audio_only: _builtins.bool
+    """Whether the call was audio only."""
+    patient_location: Global___PatientLocation.ValueType
+    """Where the patient was."""
+    fee_schedule: _builtins.str
+    """The fee schedule that priced it, with its version (for example `telemesh-2025@2025.1`)."""
     @_builtins.property
     def modifiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Modifiers, for example `93` for audio only."""
@@ -184,6 +200,10 @@ class Charge(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the state last changed."""
 
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeTransition]:
+        """Every state change, oldest first; the first is the charge's creation."""
+
     def __init__(
         self,
         *,
@@ -207,14 +227,64 @@ class Charge(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         new_patient: _builtins.bool = ...,
+        practice_id: _builtins.str = ...,
+        payer_id: _builtins.str = ...,
+        audio_only: _builtins.bool = ...,
+        patient_location: Global___PatientLocation.ValueType = ...,
+        fee_schedule: _builtins.str = ...,
+        history: _abc.Iterable[Global___ChargeTransition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "charge_id", b"charge_id", "clinician_id", b"clinician_id", "connected_seconds", b"connected_seconds", "create_time", b"create_time", "diagnosis_codes", b"diagnosis_codes", "diagnosis_pointers", b"diagnosis_pointers", "modifiers", b"modifiers", "new_patient", b"new_patient", "not_billable_reason", b"not_billable_reason", "patient_id", b"patient_id", "place_of_service", b"place_of_service", "procedure_code", b"procedure_code", "rule_set", b"rule_set", "service_date", b"service_date", "state", b"state", "units", b"units", "update_time", b"update_time", "visit_id", b"visit_id", "void_reason", b"void_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "audio_only", b"audio_only", "charge_id", b"charge_id", "clinician_id", b"clinician_id", "connected_seconds", b"connected_seconds", "create_time", b"create_time", "diagnosis_codes", b"diagnosis_codes", "diagnosis_pointers", b"diagnosis_pointers", "fee_schedule", b"fee_schedule", "history", b"history", "modifiers", b"modifiers", "new_patient", b"new_patient", "not_billable_reason", b"not_billable_reason", "patient_id", b"patient_id", "patient_location", b"patient_location", "payer_id", b"payer_id", "place_of_service", b"place_of_service", "practice_id", b"practice_id", "procedure_code", b"procedure_code", "rule_set", b"rule_set", "service_date", b"service_date", "state", b"state", "units", b"units", "update_time", b"update_time", "visit_id", b"visit_id", "void_reason", b"void_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Charge: _TypeAlias = Charge  # noqa: Y015
+
+@_typing.final
+class ChargeTransition(_message.Message):
+    """One recorded change of a charge's state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    TO_STATE_FIELD_NUMBER: _builtins.int
+    TRANSITION_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_ROLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    from_state: Global___ChargeState.ValueType
+    """The state before (unspecified for the creation)."""
+    to_state: Global___ChargeState.ValueType
+    """The state after."""
+    actor_id: _builtins.str
+    """Who made it: a user id, or a service name."""
+    actor_role: _builtins.str
+    """The actor's role (`billing`, or `service` for the creation)."""
+    reason: _builtins.str
+    """The reason code of a void; empty otherwise."""
+    @_builtins.property
+    def transition_time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
+    def __init__(
+        self,
+        *,
+        from_state: Global___ChargeState.ValueType = ...,
+        to_state: Global___ChargeState.ValueType = ...,
+        transition_time: _timestamp_pb2.Timestamp | None = ...,
+        actor_id: _builtins.str = ...,
+        actor_role: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transition_time", b"transition_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_role", b"actor_role", "from_state", b"from_state", "reason", b"reason", "to_state", b"to_state", "transition_time", b"transition_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChargeTransition: _TypeAlias = ChargeTransition  # noqa: Y015
 
 @_typing.final
 class RecordVisitCompletionRequest(_message.Message):
@@ -233,8 +303,11 @@ class RecordVisitCompletionRequest(_message.Message):
     PATIENT_LOCATION_FIELD_NUMBER: _builtins.int
     AUDIO_ONLY_FIELD_NUMBER: _builtins.int
     DIAGNOSIS_CODES_FIELD_NUMBER: _builtins.int
+    PAYER_ID_FIELD_NUMBER: _builtins.int
     visit_id: _builtins.str
-    """The completed visit's id: the idempotency key."""
+    """The completed visit's id: the idempotency key. Ids in this message are 1 to 100
+    letters, digits or `.` `_` `:` `@` `-`.
+    """
     patient_id: _builtins.str
     """The patient."""
     clinician_id: _builtins.str
@@ -242,22 +315,32 @@ class RecordVisitCompletionRequest(_message.Message):
     practice_id: _builtins.str
     """The clinician's practice."""
     service_date: _builtins.str
-    """The date of service in the clinician's time zone, `YYYY-MM-DD`."""
+    """The date of service in the clinician's time zone, `YYYY-MM-DD`: not after the
+    local date of `complete_time`, and at most 31 days before it.
+    """
     connected_seconds: _builtins.int
-    """Connected time in seconds (0 to 86400)."""
+    """Connected time in seconds (0 to 86400); the code is chosen by it."""
     new_patient: _builtins.bool
     """Whether the patient is new to the practice."""
     patient_location: Global___PatientLocation.ValueType
     """Where the patient was."""
     audio_only: _builtins.bool
     """Whether the call was audio only."""
+    payer_id: _builtins.str
+    """The payer (insurer) the visit is billed to, when known; it picks the coding rule set
+    through the billing service's per-payer mapping. Empty: self-pay or unknown, coded
+    by the default rule set.
+    """
     @_builtins.property
     def complete_time(self) -> _timestamp_pb2.Timestamp:
         """When the visit was completed."""
 
     @_builtins.property
     def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """ICD-10-CM diagnosis codes, most relevant first (1 to 12)."""
+        """ICD-10-CM diagnosis codes, most relevant first (1 to 12, distinct, upper case:
+        a letter, a digit, a letter or digit, then optionally a dot and 1 to 4 letters or
+        digits, for example `J06.9`).
+        """
 
     def __init__(
         self,
@@ -273,10 +356,11 @@ class RecordVisitCompletionRequest(_message.Message):
         patient_location: Global___PatientLocation.ValueType = ...,
         audio_only: _builtins.bool = ...,
         diagnosis_codes: _abc.Iterable[_builtins.str] | None = ...,
+        payer_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_only", b"audio_only", "clinician_id", b"clinician_id", "complete_time", b"complete_time", "connected_seconds", b"connected_seconds", "diagnosis_codes", b"diagnosis_codes", "new_patient", b"new_patient", "patient_id", b"patient_id", "patient_location", b"patient_location", "practice_id", b"practice_id", "service_date", b"service_date", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_only", b"audio_only", "clinician_id", b"clinician_id", "complete_time", b"complete_time", "connected_seconds", b"connected_seconds", "diagnosis_codes", b"diagnosis_codes", "new_patient", b"new_patient", "patient_id", b"patient_id", "patient_location", b"patient_location", "payer_id", b"payer_id", "practice_id", b"practice_id", "service_date", b"service_date", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -488,8 +572,9 @@ class VoidChargeRequest(_message.Message):
     charge_id: _builtins.str
     """The charge."""
     reason: _builtins.str
-    """Why it is voided (for example `duplicate`, `coding-error`); identifiers and codes
-    only, no clinical notes.
+    """Why it is voided, as a reason code: lower-case letters, digits and dashes, 2 to 64
+    characters (for example `duplicate`, `coding-error`, `payer-rejected`). Codes only:
+    no free text, so no clinical notes.
     """
     def __init__(
         self,
@@ -588,7 +673,7 @@ class GetPatientStatementRequest(_message.Message):
     start_date: _builtins.str
     """First date of service, `YYYY-MM-DD`, inclusive."""
     end_date: _builtins.str
-    """Last date of service, `YYYY-MM-DD`, inclusive."""
+    """Last date of service, `YYYY-MM-DD`, inclusive; at most 366 days after the start."""
     def __init__(
         self,
         *,
@@ -623,11 +708,11 @@ class GetPatientStatementResponse(_message.Message):
     """Last date of service covered."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]:
-        """The lines, by date of service."""
+        """The lines, by date of service (not-billable visits are not listed)."""
 
     @_builtins.property
     def total(self) -> Global___Money:
-        """The total of the lines that are not voided."""
+        """The total of the lines that are not voided, in the fee schedule's currency."""
 
     def __init__(
         self,
@@ -676,7 +761,10 @@ class ExportClaimResponse(_message.Message):
 
     CLAIM_JSON_FIELD_NUMBER: _builtins.int
     claim_json: _builtins.str
-    """The FHIR R4 `Claim` resource, as JSON."""
+    """The FHIR R4 (4.0.1) `Claim` resource, as JSON: a professional claim with one item
+    (the CPT code, modifiers, place of service, service date, units, charge) and its
+    ICD-10-CM diagnoses. Validated against the FHIR models before it is returned.
+    """
     def __init__(
         self,
         *,

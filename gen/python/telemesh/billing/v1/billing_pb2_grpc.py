@@ -32,7 +32,12 @@ class BillingServiceStub:
     statements and FHIR R4 `Claim` exports from the same records.
 
     Only the session service's identity may record completions; a patient reads only
-    their own charges and statements; the billing role reads all and voids.
+    their own charges, statements and claims; the billing role (token role `billing`)
+    reads all, marks charges billed and voids them.
+
+    A charge's coded fields (code, modifiers, place of service, units, amount, diagnoses)
+    never change after it is created; only its state moves (billable -> billed, billable
+    or billed -> voided), and every move is kept in the charge's history.
     """
 
     def __init__(self, channel):
@@ -85,55 +90,69 @@ class BillingServiceServicer:
     statements and FHIR R4 `Claim` exports from the same records.
 
     Only the session service's identity may record completions; a patient reads only
-    their own charges and statements; the billing role reads all and voids.
+    their own charges, statements and claims; the billing role (token role `billing`)
+    reads all, marks charges billed and voids them.
+
+    A charge's coded fields (code, modifiers, place of service, units, amount, diagnoses)
+    never change after it is created; only its state moves (billable -> billed, billable
+    or billed -> voided), and every move is kept in the charge's history.
     """
 
     def RecordVisitCompletion(self, request, context):
-        """Records a completed visit and creates its charge (or its not-billable record).
-        Idempotent on the visit id: delivering the same completion again returns the
-        first charge and creates nothing.
+        """Records a completed visit and creates its charge (or its not-billable record, with
+        the reason). Only the session service may call it. Idempotent on the visit id:
+        delivering the same completion again returns the first charge with `created`
+        false and writes nothing; a completion for the same visit that differs from the
+        recorded one is ALREADY_EXISTS with ErrorInfo reason `VISIT_COMPLETION_CONFLICT`
+        (never a second charge).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCharge(self, request, context):
-        """Returns one charge.
+        """Returns one charge, to its patient or to the billing role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCharges(self, request, context):
-        """Lists charges, newest first.
+        """Lists charges, newest first: the caller's own for a patient, any for the billing
+        role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def MarkChargeBilled(self, request, context):
-        """Marks a billable charge as billed (submitted to the payer).
+        """Marks a billable charge as billed (submitted to the payer). Billing role only; any
+        other state is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VoidCharge(self, request, context):
-        """Voids a charge, with a reason. A charge is never edited: a correction is a void.
+        """Voids a billable or billed charge, with a reason code. Billing role only. A charge
+        is never edited: a correction is a void. Voiding a voided or not-billable charge is
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPatientStatement(self, request, context):
-        """Returns a patient's statement (invoice) for a period.
+        """Returns a patient's statement (invoice) for a period, to that patient or to the
+        billing role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExportClaim(self, request, context):
-        """Exports a charge as a FHIR R4 `Claim` resource (JSON).
+        """Exports a billable or billed charge as a FHIR R4 `Claim` resource (JSON), to its
+        patient or to the billing role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,7 +211,12 @@ class BillingService:
     statements and FHIR R4 `Claim` exports from the same records.
 
     Only the session service's identity may record completions; a patient reads only
-    their own charges and statements; the billing role reads all and voids.
+    their own charges, statements and claims; the billing role (token role `billing`)
+    reads all, marks charges billed and voids them.
+
+    A charge's coded fields (code, modifiers, place of service, units, amount, diagnoses)
+    never change after it is created; only its state moves (billable -> billed, billable
+    or billed -> voided), and every move is kept in the charge's history.
     """
 
     @staticmethod

@@ -33,7 +33,12 @@ class BillingServiceStub:
     statements and FHIR R4 `Claim` exports from the same records.
 
     Only the session service's identity may record completions; a patient reads only
-    their own charges and statements; the billing role reads all and voids.
+    their own charges, statements and claims; the billing role (token role `billing`)
+    reads all, marks charges billed and voids them.
+
+    A charge's coded fields (code, modifiers, place of service, units, amount, diagnoses)
+    never change after it is created; only its state moves (billable -> billed, billable
+    or billed -> voided), and every move is kept in the charge's history.
     """
 
     @_typing.overload
@@ -41,22 +46,36 @@ class BillingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BillingServiceAsyncStub: ...
     RecordVisitCompletion: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RecordVisitCompletionRequest, _billing_pb2.RecordVisitCompletionResponse]
-    """Records a completed visit and creates its charge (or its not-billable record).
-    Idempotent on the visit id: delivering the same completion again returns the
-    first charge and creates nothing.
+    """Records a completed visit and creates its charge (or its not-billable record, with
+    the reason). Only the session service may call it. Idempotent on the visit id:
+    delivering the same completion again returns the first charge with `created`
+    false and writes nothing; a completion for the same visit that differs from the
+    recorded one is ALREADY_EXISTS with ErrorInfo reason `VISIT_COMPLETION_CONFLICT`
+    (never a second charge).
     """
     GetCharge: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetChargeRequest, _billing_pb2.GetChargeResponse]
-    """Returns one charge."""
+    """Returns one charge, to its patient or to the billing role."""
     ListCharges: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListChargesRequest, _billing_pb2.ListChargesResponse]
-    """Lists charges, newest first."""
+    """Lists charges, newest first: the caller's own for a patient, any for the billing
+    role.
+    """
     MarkChargeBilled: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MarkChargeBilledRequest, _billing_pb2.MarkChargeBilledResponse]
-    """Marks a billable charge as billed (submitted to the payer)."""
+    """Marks a billable charge as billed (submitted to the payer). Billing role only; any
+    other state is FAILED_PRECONDITION.
+    """
     VoidCharge: _grpc.UnaryUnaryMultiCallable[_billing_pb2.VoidChargeRequest, _billing_pb2.VoidChargeResponse]
-    """Voids a charge, with a reason. A charge is never edited: a correction is a void."""
+    """Voids a billable or billed charge, with a reason code. Billing role only. A charge
+    is never edited: a correction is a void. Voiding a voided or not-billable charge is
+    FAILED_PRECONDITION.
+    """
     GetPatientStatement: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetPatientStatementRequest, _billing_pb2.GetPatientStatementResponse]
-    """Returns a patient's statement (invoice) for a period."""
+    """Returns a patient's statement (invoice) for a period, to that patient or to the
+    billing role.
+    """
     ExportClaim: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ExportClaimRequest, _billing_pb2.ExportClaimResponse]
-    """Exports a charge as a FHIR R4 `Claim` resource (JSON)."""
+    """Exports a billable or billed charge as a FHIR R4 `Claim` resource (JSON), to its
+    patient or to the billing role.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -66,27 +85,46 @@ class BillingServiceAsyncStub(BillingServiceStub):
     statements and FHIR R4 `Claim` exports from the same records.
 
     Only the session service's identity may record completions; a patient reads only
-    their own charges and statements; the billing role reads all and voids.
+    their own charges, statements and claims; the billing role (token role `billing`)
+    reads all, marks charges billed and voids them.
+
+    A charge's coded fields (code, modifiers, place of service, units, amount, diagnoses)
+    never change after it is created; only its state moves (billable -> billed, billable
+    or billed -> voided), and every move is kept in the charge's history.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordVisitCompletion: _aio.UnaryUnaryMultiCallable[_billing_pb2.RecordVisitCompletionRequest, _billing_pb2.RecordVisitCompletionResponse]  # type: ignore[assignment]
-    """Records a completed visit and creates its charge (or its not-billable record).
-    Idempotent on the visit id: delivering the same completion again returns the
-    first charge and creates nothing.
+    """Records a completed visit and creates its charge (or its not-billable record, with
+    the reason). Only the session service may call it. Idempotent on the visit id:
+    delivering the same completion again returns the first charge with `created`
+    false and writes nothing; a completion for the same visit that differs from the
+    recorded one is ALREADY_EXISTS with ErrorInfo reason `VISIT_COMPLETION_CONFLICT`
+    (never a second charge).
     """
     GetCharge: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetChargeRequest, _billing_pb2.GetChargeResponse]  # type: ignore[assignment]
-    """Returns one charge."""
+    """Returns one charge, to its patient or to the billing role."""
     ListCharges: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListChargesRequest, _billing_pb2.ListChargesResponse]  # type: ignore[assignment]
-    """Lists charges, newest first."""
+    """Lists charges, newest first: the caller's own for a patient, any for the billing
+    role.
+    """
     MarkChargeBilled: _aio.UnaryUnaryMultiCallable[_billing_pb2.MarkChargeBilledRequest, _billing_pb2.MarkChargeBilledResponse]  # type: ignore[assignment]
-    """Marks a billable charge as billed (submitted to the payer)."""
+    """Marks a billable charge as billed (submitted to the payer). Billing role only; any
+    other state is FAILED_PRECONDITION.
+    """
     VoidCharge: _aio.UnaryUnaryMultiCallable[_billing_pb2.VoidChargeRequest, _billing_pb2.VoidChargeResponse]  # type: ignore[assignment]
-    """Voids a charge, with a reason. A charge is never edited: a correction is a void."""
+    """Voids a billable or billed charge, with a reason code. Billing role only. A charge
+    is never edited: a correction is a void. Voiding a voided or not-billable charge is
+    FAILED_PRECONDITION.
+    """
     GetPatientStatement: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetPatientStatementRequest, _billing_pb2.GetPatientStatementResponse]  # type: ignore[assignment]
-    """Returns a patient's statement (invoice) for a period."""
+    """Returns a patient's statement (invoice) for a period, to that patient or to the
+    billing role.
+    """
     ExportClaim: _aio.UnaryUnaryMultiCallable[_billing_pb2.ExportClaimRequest, _billing_pb2.ExportClaimResponse]  # type: ignore[assignment]
-    """Exports a charge as a FHIR R4 `Claim` resource (JSON)."""
+    """Exports a billable or billed charge as a FHIR R4 `Claim` resource (JSON), to its
+    patient or to the billing role.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """BillingService turns every completed visit into exactly one charge, coded by the
@@ -95,7 +133,12 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     statements and FHIR R4 `Claim` exports from the same records.
 
     Only the session service's identity may record completions; a patient reads only
-    their own charges and statements; the billing role reads all and voids.
+    their own charges, statements and claims; the billing role (token role `billing`)
+    reads all, marks charges billed and voids them.
+
+    A charge's coded fields (code, modifiers, place of service, units, amount, diagnoses)
+    never change after it is created; only its state moves (billable -> billed, billable
+    or billed -> voided), and every move is kept in the charge's history.
     """
 
     @_abc_1.abstractmethod
@@ -104,9 +147,12 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.RecordVisitCompletionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.RecordVisitCompletionResponse, _abc.Awaitable[_billing_pb2.RecordVisitCompletionResponse]]:
-        """Records a completed visit and creates its charge (or its not-billable record).
-        Idempotent on the visit id: delivering the same completion again returns the
-        first charge and creates nothing.
+        """Records a completed visit and creates its charge (or its not-billable record, with
+        the reason). Only the session service may call it. Idempotent on the visit id:
+        delivering the same completion again returns the first charge with `created`
+        false and writes nothing; a completion for the same visit that differs from the
+        recorded one is ALREADY_EXISTS with ErrorInfo reason `VISIT_COMPLETION_CONFLICT`
+        (never a second charge).
         """
 
     @_abc_1.abstractmethod
@@ -115,7 +161,7 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.GetChargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.GetChargeResponse, _abc.Awaitable[_billing_pb2.GetChargeResponse]]:
-        """Returns one charge."""
+        """Returns one charge, to its patient or to the billing role."""
 
     @_abc_1.abstractmethod
     def ListCharges(
@@ -123,7 +169,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ListChargesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ListChargesResponse, _abc.Awaitable[_billing_pb2.ListChargesResponse]]:
-        """Lists charges, newest first."""
+        """Lists charges, newest first: the caller's own for a patient, any for the billing
+        role.
+        """
 
     @_abc_1.abstractmethod
     def MarkChargeBilled(
@@ -131,7 +179,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.MarkChargeBilledRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.MarkChargeBilledResponse, _abc.Awaitable[_billing_pb2.MarkChargeBilledResponse]]:
-        """Marks a billable charge as billed (submitted to the payer)."""
+        """Marks a billable charge as billed (submitted to the payer). Billing role only; any
+        other state is FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def VoidCharge(
@@ -139,7 +189,10 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.VoidChargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.VoidChargeResponse, _abc.Awaitable[_billing_pb2.VoidChargeResponse]]:
-        """Voids a charge, with a reason. A charge is never edited: a correction is a void."""
+        """Voids a billable or billed charge, with a reason code. Billing role only. A charge
+        is never edited: a correction is a void. Voiding a voided or not-billable charge is
+        FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def GetPatientStatement(
@@ -147,7 +200,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.GetPatientStatementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.GetPatientStatementResponse, _abc.Awaitable[_billing_pb2.GetPatientStatementResponse]]:
-        """Returns a patient's statement (invoice) for a period."""
+        """Returns a patient's statement (invoice) for a period, to that patient or to the
+        billing role.
+        """
 
     @_abc_1.abstractmethod
     def ExportClaim(
@@ -155,6 +210,8 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ExportClaimRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ExportClaimResponse, _abc.Awaitable[_billing_pb2.ExportClaimResponse]]:
-        """Exports a charge as a FHIR R4 `Claim` resource (JSON)."""
+        """Exports a billable or billed charge as a FHIR R4 `Claim` resource (JSON), to its
+        patient or to the billing role.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,64 @@
+"""Booking throughput and latency on SQLite and PostgreSQL, beside the no-op baseline.
+
+Each client is its own patient and books distinct free slots of one clinician as fast
+as it can (closed loop), so every call is a real booking: idempotency record, slot
+check, slot claims, visit and its first transition, in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from benchmarks.baseline import NoopTarget
+from benchmarks.harness import Result, measure, row
+from telemesh.session.v1 import session_pb2, session_pb2_grpc
+from tests.flows import Flows, rid, ts
+from tests.harness import Stack
+
+CLIENTS = (1, 16, 64)
+SECONDS = 4.0
+
+
+async def _bookings(stack: Stack, clients: int, label: str) -> Result:
+    flows = Flows(stack)
+    try:
+        clinician_id, _ = await flows.clinician()
+        patients = [await flows.patient() for _ in range(clients)]
+    finally:
+        await flows.close()
+    # Distinct slots for every (client, n): client c books c, c + clients, ...
+    first = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    async with stack.channel("session") as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+
+        async def book(client: int, n: int) -> None:
+            patient_id, md = patients[client]
+            start = first + timedelta(minutes=5 * (n * clients + client))
+            await stub.BookVisit(
+                session_pb2.BookVisitRequest(
+                    request_id=rid(),
+                    clinician_id=clinician_id,
+                    patient_id=patient_id,
+                    start_time=ts(start),
+                ),
+                metadata=md,
+            )
+
+        return await measure(f"BookVisit ({label})", book, clients, SECONDS)
+
+
+async def run(home: Path) -> None:
+    print("BookVisit, closed-loop clients; ratio = throughput / no-op baseline at the same clients")
+    with NoopTarget(home / "noop") as noop:
+        baselines = {clients: await noop.measure(clients, SECONDS) for clients in CLIENTS}
+    for clients in CLIENTS:
+        print(row(baselines[clients]))
+    for backend in ("sqlite", "postgres"):
+        (home / backend).mkdir()
+        stack = Stack(home / backend, backend)
+        with contextlib.closing(stack):
+            stack.start("session")
+            for clients in CLIENTS:
+                print(row(await _bookings(stack, clients, backend), baselines[clients]))

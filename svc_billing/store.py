@@ -1,0 +1,215 @@
+"""Charges in the database: recording a completion once per visit, reading them, and
+moving their state with a history row per move."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import and_, exc, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_billing.models import (
+    BILLABLE,
+    BILLED,
+    NOT_BILLABLE,
+    VOIDED,
+    ChargeEventRow,
+    ChargeRow,
+)
+from telemesh.db import Database
+from telemesh.errors import FailedPrecondition, NotFound
+from telemesh.logs import log
+
+logger = logging.getLogger("svc_billing.store")
+
+# The state moves a charge may make: target state -> states it may come from.
+TRANSITIONS = {BILLED: {BILLABLE}, VOIDED: {BILLABLE, BILLED}}
+
+
+@dataclass(frozen=True)
+class ChargeRecord:
+    """A charge and its history, oldest first."""
+
+    row: ChargeRow
+    history: tuple[ChargeEventRow, ...]
+
+
+@dataclass(frozen=True)
+class Actor:
+    role: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class ChargeFilter:
+    patient_id: str = ""
+    visit_id: str = ""
+    states: tuple[str, ...] = ()
+
+
+async def _history(
+    session: AsyncSession, charge_ids: Sequence[str]
+) -> dict[str, list[ChargeEventRow]]:
+    if not charge_ids:
+        return {}
+    rows = await session.exec(
+        select(ChargeEventRow)
+        .where(col(ChargeEventRow.charge_id).in_(charge_ids))
+        .order_by(col(ChargeEventRow.charge_id), col(ChargeEventRow.sequence))
+    )
+    history: dict[str, list[ChargeEventRow]] = defaultdict(list)
+    for event in rows.all():
+        history[event.charge_id].append(event)
+    return history
+
+
+async def _with_history(session: AsyncSession, rows: Sequence[ChargeRow]) -> list[ChargeRecord]:
+    history = await _history(session, [row.charge_id for row in rows])
+    return [ChargeRecord(row, tuple(history.get(row.charge_id, ()))) for row in rows]
+
+
+async def _by_visit(session: AsyncSession, visit_id: str) -> ChargeRecord | None:
+    row = (await session.exec(select(ChargeRow).where(col(ChargeRow.visit_id) == visit_id))).first()
+    if row is None:
+        return None
+    return (await _with_history(session, [row]))[0]
+
+
+def _refusal(state: str, target: str) -> FailedPrecondition:
+    if state == target:
+        reason, message = f"CHARGE_ALREADY_{target.upper()}", f"the charge is already {target}"
+    else:
+        allowed = " or ".join(sorted(TRANSITIONS[target]))
+        reason = f"CHARGE_{state.upper()}"
+        message = f"the charge is {state.replace('_', ' ')}; only {allowed} charges can be {target}"
+    return FailedPrecondition(reason, message, {"state": state})
+
+
+class ChargeStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record_once(
+        self, visit_id: str, build: Callable[[], tuple[ChargeRow, ChargeEventRow]]
+    ) -> tuple[ChargeRecord, bool]:
+        """The visit's charge: the one recorded before (False), or the one `build`
+        makes, now stored (True).
+
+        The unique constraint on visit_id decides races: a concurrent first delivery
+        that loses rolls back and reads the winner's charge.
+        """
+
+        async def work(session: AsyncSession) -> tuple[ChargeRecord, bool]:
+            existing = await _by_visit(session, visit_id)
+            if existing is not None:
+                return existing, False
+            row, event = build()
+            session.add(row)
+            await session.flush()  # the charge before its history row (foreign key)
+            session.add(event)
+            await session.flush()
+            return ChargeRecord(row, (event,)), True
+
+        try:
+            return await self.db.run_write(work)
+        except exc.IntegrityError:
+            async with self.db.read() as session:
+                existing = await _by_visit(session, visit_id)
+            if existing is None:
+                raise
+            log(logger, logging.INFO, "concurrent delivery lost the race", visit_id=visit_id)
+            return existing, False
+
+    async def get(self, charge_id: str) -> ChargeRecord:
+        async with self.db.read() as session:
+            row = await session.get(ChargeRow, charge_id)
+            if row is None:
+                raise NotFound("charge", charge_id)
+            return (await _with_history(session, [row]))[0]
+
+    async def page(
+        self, where: ChargeFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ChargeRecord]:
+        """Up to `limit` charges, newest first, after the cursor (create_time, id)."""
+        query = select(ChargeRow)
+        if where.patient_id:
+            query = query.where(col(ChargeRow.patient_id) == where.patient_id)
+        if where.visit_id:
+            query = query.where(col(ChargeRow.visit_id) == where.visit_id)
+        if where.states:
+            query = query.where(col(ChargeRow.state).in_(where.states))
+        if after is not None:
+            time, charge_id = after
+            query = query.where(
+                or_(
+                    col(ChargeRow.create_time) < time,
+                    and_(
+                        col(ChargeRow.create_time) == time,
+                        col(ChargeRow.charge_id) < charge_id,
+                    ),
+                )
+            )
+        query = query.order_by(
+            col(ChargeRow.create_time).desc(), col(ChargeRow.charge_id).desc()
+        ).limit(limit)
+        async with self.db.read() as session:
+            rows = list((await session.exec(query)).all())
+            return await _with_history(session, rows)
+
+    async def for_statement(self, patient_id: str, start: date, end: date) -> list[ChargeRow]:
+        """The patient's charges with a date of service in [start, end], not-billable
+        records left out, by date of service."""
+        query = (
+            select(ChargeRow)
+            .where(
+                col(ChargeRow.patient_id) == patient_id,
+                col(ChargeRow.service_date) >= start,
+                col(ChargeRow.service_date) <= end,
+                col(ChargeRow.state) != NOT_BILLABLE,
+            )
+            .order_by(col(ChargeRow.service_date), col(ChargeRow.create_time))
+        )
+        async with self.db.read() as session:
+            return list((await session.exec(query)).all())
+
+    async def transition(
+        self, session: AsyncSession, charge_id: str, target: str, actor: Actor, reason: str = ""
+    ) -> ChargeRecord:
+        """Moves the charge to `target` in the caller's transaction, with a history row.
+
+        Only the state columns change; the coded fields are never written again.
+        """
+        row = (
+            await session.exec(
+                select(ChargeRow).where(col(ChargeRow.charge_id) == charge_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFound("charge", charge_id)
+        if row.state not in TRANSITIONS[target]:
+            raise _refusal(row.state, target)
+        now = datetime.now(UTC)
+        event = ChargeEventRow(
+            charge_id=charge_id,
+            sequence=row.revision + 1,
+            from_state=row.state,
+            to_state=target,
+            reason=reason,
+            actor_role=actor.role,
+            actor_id=actor.subject,
+            event_time=now,
+        )
+        row.state = target
+        row.update_time = now
+        row.revision = event.sequence
+        if target == VOIDED:
+            row.void_reason = reason
+        session.add(row)
+        session.add(event)
+        await session.flush()
+        return (await _with_history(session, [row]))[0]
