@@ -10,7 +10,7 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session.models import ClinicianRow, ConnectedPeriodRow, VisitRow
+from svc_session.models import ClinicianRow, ConnectedPeriodRow, VisitRow, VisitTransitionRow
 from svc_session.visit_store import (
     closed_seconds,
     load_visit,
@@ -182,7 +182,10 @@ async def record_connection(
     periods = await periods_of(session, visit.visit_id)
     open_period = next((p for p in periods if p.end_time is None), None)
     if request.kind == K.CONNECTION_EVENT_KIND_CONNECTED and open_period is None:
-        session.add(ConnectedPeriodRow(visit_id=visit.visit_id, start_time=at))
+        # Connected time counts from admission on, whatever a peer's clock says.
+        admitted_at = await _admitted_at(session, visit)
+        start = max(at, admitted_at) if admitted_at is not None else at
+        session.add(ConnectedPeriodRow(visit_id=visit.visit_id, start_time=start))
     elif request.kind == K.CONNECTION_EVENT_KIND_DISCONNECTED and open_period is not None:
         open_period.end_time = max(at, open_period.start_time)
         session.add(open_period)
@@ -190,6 +193,16 @@ async def record_connection(
     return session_pb2.RecordConnectionEventResponse(
         connected_seconds=closed_seconds(await periods_of(session, visit.visit_id))
     )
+
+
+async def _admitted_at(session: AsyncSession, visit: VisitRow) -> datetime | None:
+    """When the clinician admitted the patient: the service was rendered from then."""
+    admitted = await session.exec(
+        select(VisitTransitionRow.transition_time)
+        .where(VisitTransitionRow.visit_id == visit.visit_id)
+        .where(VisitTransitionRow.to_state == S.VISIT_STATE_IN_PROGRESS)
+    )
+    return admitted.first()
 
 
 async def _is_new_patient(session: AsyncSession, visit: VisitRow) -> bool:
@@ -242,7 +255,10 @@ async def complete(
         clinician_id=visit.clinician_id,
         practice_id=visit.practice_id,
         complete_time=timestamp(now),
-        service_date=visit.start_time.astimezone(ZoneInfo(clinician.time_zone)).date().isoformat(),
+        service_date=(await _admitted_at(session, visit) or now)
+        .astimezone(ZoneInfo(clinician.time_zone))
+        .date()
+        .isoformat(),
         connected_seconds=closed_seconds(periods),
         new_patient=visit.new_patient,
         patient_location=visit.patient_location,  # type: ignore[arg-type]

@@ -5,7 +5,9 @@ the change that causes it, so the event exists if and only if the change does. T
 relay then delivers each event as one unary RPC (`method`, serialized request `payload`)
 to the target service, with retries and exponential backoff, until it is acknowledged.
 Delivery is at least once; the receiver de-duplicates on the event's idempotency key
-(for a completion, the visit id), which makes the effect exactly once.
+(for a completion, the visit id), which makes the effect exactly once. An event the
+receiver refuses for good (bad content, a conflicting earlier delivery) is kept as a
+dead letter (`dead_time`) instead of being retried forever.
 
 Several relays may run against one table (the service's own and a standalone
 `python -m telemesh.outbox`): each claims a batch with a lease, so they share the work,
@@ -26,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,6 +57,7 @@ class OutboxEvent(SQLModel, table=True):
     next_attempt_time: datetime = Field(sa_type=UtcDateTime)
     lease_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
     delivered_time: datetime | None = Field(default=None, index=True, sa_type=UtcDateTime)
+    dead_time: datetime | None = Field(default=None, sa_type=UtcDateTime)
     last_error: str = Field(default="", max_length=200)
 
 
@@ -81,6 +84,14 @@ def enqueue(
     )
     session.add(event)
     return event
+
+
+# Answers that a retry cannot change: the receiver refused the event itself (bad
+# content, or a conflicting earlier delivery). Such an event becomes a dead letter for a
+# human to look at; anything else (down, overloaded, misconfigured) is retried.
+PERMANENT_FAILURES = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE}
+)
 
 
 def backoff_seconds(attempts: int, base: float = 0.2, ceiling: float = 30.0) -> float:
@@ -148,6 +159,7 @@ class OutboxRelay:
                 select(OutboxEvent)
                 .where(
                     col(OutboxEvent.delivered_time).is_(None),
+                    col(OutboxEvent.dead_time).is_(None),
                     col(OutboxEvent.next_attempt_time) <= now,
                     or_(
                         col(OutboxEvent.lease_until).is_(None),
@@ -222,10 +234,11 @@ class OutboxRelay:
 
     async def _failed(self, event: OutboxEvent, error: Exception) -> None:
         attempts = event.attempts + 1
+        code = error.code() if isinstance(error, grpc.aio.AioRpcError) else None
+        reason = code.name if code is not None else type(error).__name__
+        dead = code in PERMANENT_FAILURES
         delay = backoff_seconds(attempts)
-        reason = (
-            error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
-        )
+        now = datetime.now(UTC)
 
         async def mark(session: AsyncSession) -> None:
             await session.exec(
@@ -233,13 +246,30 @@ class OutboxRelay:
                 .where(and_(col(OutboxEvent.event_id) == event.event_id))
                 .values(
                     attempts=attempts,
-                    next_attempt_time=datetime.now(UTC) + timedelta(seconds=delay),
+                    next_attempt_time=now + timedelta(seconds=delay),
                     lease_until=None,
+                    dead_time=now if dead else None,
                     last_error=reason[:200],
                 )
             )
 
         await self.db.run_write(mark)
+        if dead:
+            metrics.count(
+                "telemesh.outbox.dead",
+                "Outbox events the receiver refused for good",
+                target=event.target,
+            )
+            log(
+                logger,
+                logging.ERROR,
+                "outbox event refused for good; kept as a dead letter",
+                event_id=event.event_id,
+                target=event.target,
+                key=event.key,
+                reason=reason,
+            )
+            return
         log(
             logger,
             logging.WARNING,
@@ -252,17 +282,20 @@ class OutboxRelay:
         )
 
 
-async def backlog(db: Database) -> int:
-    """Events not yet delivered (for the backlog gauge and for tests)."""
-    from sqlalchemy import func
-
+async def backlog(db: Database) -> tuple[int, int]:
+    """(events waiting for delivery, dead letters), for the backlog gauge and tests."""
     async with db.read() as session:
-        result = await session.exec(
+        waiting = await session.exec(
             select(func.count())
             .select_from(OutboxEvent)
-            .where(col(OutboxEvent.delivered_time).is_(None))
+            .where(col(OutboxEvent.delivered_time).is_(None), col(OutboxEvent.dead_time).is_(None))
         )
-        return int(result.one())
+        dead = await session.exec(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(col(OutboxEvent.dead_time).isnot(None))
+        )
+        return int(waiting.one()), int(dead.one())
 
 
 def grpc_deliverer(

@@ -1,0 +1,55 @@
+"""`python -m telemesh.outbox_relay --service session`: a standalone outbox relay.
+
+It delivers the service's outbox (its database, TELEMESH_DATABASE_URL) with the
+service's own identity, beside or instead of the relay inside the service
+(TELEMESH_OUTBOX_RELAY=0 there). Several relays share the work through leases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from telemesh.clients import ServiceClients
+from telemesh.config import RuntimeSettings, load
+from telemesh.db import Database
+from telemesh.logs import log, setup_logging
+from telemesh.outbox import OutboxRelay, grpc_deliverer
+from telemesh.telemetry import setup_telemetry
+
+logger = logging.getLogger("telemesh.outbox_relay")
+
+
+async def relay(service: str, settings: RuntimeSettings) -> None:
+    db = Database(settings.database(service))
+    clients = ServiceClients(settings, service)
+    worker = OutboxRelay(db, grpc_deliverer(clients.channel))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    worker.start()
+    log(logger, logging.INFO, "relaying", service=service)
+    await stopping.wait()
+    await worker.stop()
+    await clients.close()
+    await db.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--service", required=True, help="whose outbox (and identity): session")
+    args = parser.parse_args()
+    settings = load(RuntimeSettings)
+    setup_logging(f"{args.service}-relay", settings.log_level)
+    telemetry = setup_telemetry(f"{args.service}-relay")
+    try:
+        asyncio.run(relay(args.service, settings))
+    finally:
+        telemetry.shutdown()
+
+
+if __name__ == "__main__":
+    main()
