@@ -191,7 +191,10 @@ class OutboxRelay:
                 return await self._deliver_one(event)
 
         results = await asyncio.gather(*(one(event) for event in events))
-        return sum(results)
+        delivered = [event for event, ok in zip(events, results, strict=True) if ok]
+        if delivered:
+            await self._delivered(delivered)
+        return len(delivered)
 
     async def _deliver_one(self, event: OutboxEvent) -> bool:
         parent = (
@@ -218,19 +221,26 @@ class OutboxRelay:
         finally:
             if token is not None:
                 otel_context.detach(token)
-        await self._delivered(event)
         return True
 
-    async def _delivered(self, event: OutboxEvent) -> None:
+    async def _delivered(self, events: list[OutboxEvent]) -> None:
+        """Marks a batch delivered in one transaction. Should the relay die before this
+        commits, the events are delivered again after their lease: the receiver's
+        idempotency key makes that harmless."""
+        ids = [event.event_id for event in events]
+
         async def mark(session: AsyncSession) -> None:
             await session.exec(
                 update(OutboxEvent)
-                .where(and_(col(OutboxEvent.event_id) == event.event_id))
+                .where(col(OutboxEvent.event_id).in_(ids))
                 .values(delivered_time=datetime.now(UTC), lease_until=None, last_error="")
             )
 
         await self.db.run_write(mark)
-        metrics.count("telemesh.outbox.delivered", "Outbox events delivered", target=event.target)
+        for event in events:
+            metrics.count(
+                "telemesh.outbox.delivered", "Outbox events delivered", target=event.target
+            )
 
     async def _failed(self, event: OutboxEvent, error: Exception) -> None:
         attempts = event.attempts + 1
