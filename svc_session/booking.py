@@ -8,7 +8,6 @@ and overlapping slots of different lengths cannot both be booked either.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -33,19 +32,16 @@ from svc_session.visit_store import (
     require_transition,
     to_proto,
     transition,
+    visit_work,
 )
 from telemesh import metrics
 from telemesh.auth import Principal, current_principal
 from telemesh.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from telemesh.session.v1 import session_pb2
+from telemesh.tracing.visit import new_visit_traceparent, trace_id_of, visit_span
 from telemesh.validation import Violations
 
 S = session_pb2.VisitState
-
-
-def new_visit_traceparent() -> str:
-    """A fresh W3C trace context for the visit: booking starts the visit's trace."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
 def _check_start(check: Violations, field: str, value: object, present: bool) -> datetime | None:
@@ -112,32 +108,34 @@ async def book(
         raise NotFound("patient", request.patient_id)
     end = await _slot_at(session, request.clinician_id, start)
     now = datetime.now(UTC)
-    traceparent = new_visit_traceparent()
-    visit = VisitRow(
-        visit_id=str(uuid.uuid4()),
-        patient_id=request.patient_id,
-        clinician_id=request.clinician_id,
-        practice_id=clinician.practice_id,
-        start_time=start,
-        end_time=end,
-        state=S.VISIT_STATE_BOOKED,
-        traceparent=traceparent,
-        trace_id=traceparent.split("-")[1],
-        create_time=now,
-        update_time=now,
-    )
-    # Booking is the first transition of a visit's life, recorded like every other.
-    booked = VisitTransitionRow(
-        visit_id=visit.visit_id,
-        from_state=S.VISIT_STATE_UNSPECIFIED,
-        to_state=S.VISIT_STATE_BOOKED,
-        transition_time=now,
-        actor_id=principal.subject,
-        actor_role=principal.role,
-    )
-    session.add(visit)
-    session.add(booked)
-    await _claim(session, visit)  # flushes all three; a taken block fails here
+    visit_id = str(uuid.uuid4())
+    traceparent = new_visit_traceparent(visit_id)  # booking starts the visit's trace
+    with visit_span(traceparent, "visit book", {"telemesh.visit_id": visit_id}):
+        visit = VisitRow(
+            visit_id=visit_id,
+            patient_id=request.patient_id,
+            clinician_id=request.clinician_id,
+            practice_id=clinician.practice_id,
+            start_time=start,
+            end_time=end,
+            state=S.VISIT_STATE_BOOKED,
+            traceparent=traceparent,
+            trace_id=trace_id_of(traceparent),
+            create_time=now,
+            update_time=now,
+        )
+        # Booking is the first transition of a visit's life, recorded like every other.
+        booked = VisitTransitionRow(
+            visit_id=visit.visit_id,
+            from_state=S.VISIT_STATE_UNSPECIFIED,
+            to_state=S.VISIT_STATE_BOOKED,
+            transition_time=now,
+            actor_id=principal.subject,
+            actor_role=principal.role,
+        )
+        session.add(visit)
+        session.add(booked)
+        await _claim(session, visit)  # flushes all three; a taken block fails here
     metrics.count("telemesh.visits.booked", "Visits booked")
     return session_pb2.BookVisitResponse(
         visit=await to_proto(session, visit, transitions=[booked], periods=[])
@@ -163,13 +161,14 @@ async def cancel(
     )
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id, for_update=True)
-    _may_manage(visit, principal)
-    transition(session, visit, S.VISIT_STATE_CANCELLED, principal, datetime.now(UTC))
-    visit.cancel_reason = request.reason
-    await _release(session, visit.visit_id)
-    await session.flush()
-    metrics.count("telemesh.visits.cancelled", "Visits cancelled")
-    return session_pb2.CancelVisitResponse(visit=await to_proto(session, visit))
+    with visit_work(visit, "cancel"):
+        _may_manage(visit, principal)
+        transition(session, visit, S.VISIT_STATE_CANCELLED, principal, datetime.now(UTC))
+        visit.cancel_reason = request.reason
+        await _release(session, visit.visit_id)
+        await session.flush()
+        metrics.count("telemesh.visits.cancelled", "Visits cancelled")
+        return session_pb2.CancelVisitResponse(visit=await to_proto(session, visit))
 
 
 async def reschedule(
@@ -184,18 +183,19 @@ async def reschedule(
     check.raise_if_any()
     assert start is not None
     visit = await load_visit(session, request.visit_id, for_update=True)
-    _may_manage(visit, principal)
-    if visit.state != S.VISIT_STATE_BOOKED:
-        raise FailedPrecondition("NOT_RESCHEDULABLE", "only a booked visit can be rescheduled")
-    end = await _slot_at(session, visit.clinician_id, start)
-    # One transaction: the old claims go and the new ones come, or neither.
-    await _release(session, visit.visit_id)
-    visit.start_time, visit.end_time = start, end
-    visit.update_time = datetime.now(UTC)
-    await _claim(session, visit)
-    session.add(visit)
-    await session.flush()
-    return session_pb2.RescheduleVisitResponse(visit=await to_proto(session, visit))
+    with visit_work(visit, "reschedule"):
+        _may_manage(visit, principal)
+        if visit.state != S.VISIT_STATE_BOOKED:
+            raise FailedPrecondition("NOT_RESCHEDULABLE", "only a booked visit can be rescheduled")
+        end = await _slot_at(session, visit.clinician_id, start)
+        # One transaction: the old claims go and the new ones come, or neither.
+        await _release(session, visit.visit_id)
+        visit.start_time, visit.end_time = start, end
+        visit.update_time = datetime.now(UTC)
+        await _claim(session, visit)
+        session.add(visit)
+        await session.flush()
+        return session_pb2.RescheduleVisitResponse(visit=await to_proto(session, visit))
 
 
 async def mark_no_show(
@@ -211,19 +211,20 @@ async def mark_no_show(
     check.required("visit_id", request.visit_id)
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id, for_update=True)
-    if sweeper is None and principal.role != "admin":
-        require_participant(visit, principal, "clinician")
-    require_transition(visit, S.VISIT_STATE_NO_SHOW)
-    now = datetime.now(UTC)
-    if now < visit.start_time + grace:
-        raise FailedPrecondition(
-            "GRACE_PERIOD", "a visit becomes a no-show only after its grace period"
-        )
-    transition(session, visit, S.VISIT_STATE_NO_SHOW, principal, now)
-    await _release(session, visit.visit_id)
-    await session.flush()
-    metrics.count("telemesh.visits.no_show", "Visits marked no-show")
-    return session_pb2.MarkNoShowResponse(visit=await to_proto(session, visit))
+    with visit_work(visit, "no-show"):
+        if sweeper is None and principal.role != "admin":
+            require_participant(visit, principal, "clinician")
+        require_transition(visit, S.VISIT_STATE_NO_SHOW)
+        now = datetime.now(UTC)
+        if now < visit.start_time + grace:
+            raise FailedPrecondition(
+                "GRACE_PERIOD", "a visit becomes a no-show only after its grace period"
+            )
+        transition(session, visit, S.VISIT_STATE_NO_SHOW, principal, now)
+        await _release(session, visit.visit_id)
+        await session.flush()
+        metrics.count("telemesh.visits.no_show", "Visits marked no-show")
+        return session_pb2.MarkNoShowResponse(visit=await to_proto(session, visit))
 
 
 async def overdue_visits(session: AsyncSession, grace: timedelta, limit: int = 100) -> list[str]:

@@ -2,10 +2,10 @@
 
 A join token is an ES256 JWT signed with the session service's own key: `iss`
 telemesh-session, `aud` telemesh-signaling, `sub` the participant, `role`, `visit_id`,
-`patient_id`, `clinician_id`, `jti`, `iat`, `exp`. Signaling verifies it with the keys
-from GetJoinTokenKeys. A token is issued only to a participant, inside the visit's join
-window, and only while the patient's telehealth consent is active: when the consent
-service cannot answer, no token (fail closed).
+`patient_id`, `clinician_id`, `traceparent` (the visit's trace), `jti`, `iat`, `exp`.
+Signaling verifies it with the keys from GetJoinTokenKeys. A token is issued only to a
+participant, inside the visit's join window, and only while the patient's telehealth
+consent is active: when the consent service cannot answer, no token (fail closed).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session.visit_store import load_visit, require_participant, timestamp
+from svc_session.visit_store import load_visit, require_participant, timestamp, visit_work
 from telemesh.auth import current_principal
 from telemesh.errors import FailedPrecondition
 from telemesh.identity.signing_keys import SigningKey
@@ -59,37 +59,40 @@ async def issue(
     check.required("visit_id", request.visit_id)
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id)
-    role = require_participant(visit, principal)
-    if visit.state not in JOINABLE[role]:
-        reason = (
-            "NOT_CHECKED_IN"
-            if role == "patient" and visit.state == S.VISIT_STATE_BOOKED
-            else "NOT_JOINABLE"
+    with visit_work(visit, "join token"):
+        role = require_participant(visit, principal)
+        if visit.state not in JOINABLE[role]:
+            reason = (
+                "NOT_CHECKED_IN"
+                if role == "patient" and visit.state == S.VISIT_STATE_BOOKED
+                else "NOT_JOINABLE"
+            )
+            raise FailedPrecondition(reason, "the visit cannot be joined in its current state")
+        now = datetime.now(UTC)
+        if not visit.start_time - window_before <= now <= visit.end_time + window_after:
+            raise FailedPrecondition("OUTSIDE_JOIN_WINDOW", "the visit's join window is not open")
+        if not await telehealth_permitted(visit.patient_id):
+            raise FailedPrecondition(
+                "CONSENT_REQUIRED", "the patient's telehealth consent is not active"
+            )
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": principal.subject,
+            "role": role,
+            "visit_id": visit.visit_id,
+            "patient_id": visit.patient_id,
+            "clinician_id": visit.clinician_id,
+            # Signaling's spans about the room join the visit's trace through it.
+            "traceparent": visit.traceparent,
+            "jti": str(uuid.uuid4()),
+        }
+        token = key.sign(claims, ttl_seconds)
+        return session_pb2.IssueJoinTokenResponse(
+            join_token=token,
+            expire_time=timestamp(now + timedelta(seconds=ttl_seconds)),
+            role=ROLES[role],
         )
-        raise FailedPrecondition(reason, "the visit cannot be joined in its current state")
-    now = datetime.now(UTC)
-    if not visit.start_time - window_before <= now <= visit.end_time + window_after:
-        raise FailedPrecondition("OUTSIDE_JOIN_WINDOW", "the visit's join window is not open")
-    if not await telehealth_permitted(visit.patient_id):
-        raise FailedPrecondition(
-            "CONSENT_REQUIRED", "the patient's telehealth consent is not active"
-        )
-    claims = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": principal.subject,
-        "role": role,
-        "visit_id": visit.visit_id,
-        "patient_id": visit.patient_id,
-        "clinician_id": visit.clinician_id,
-        "jti": str(uuid.uuid4()),
-    }
-    token = key.sign(claims, ttl_seconds)
-    return session_pb2.IssueJoinTokenResponse(
-        join_token=token,
-        expire_time=timestamp(now + timedelta(seconds=ttl_seconds)),
-        role=ROLES[role],
-    )
 
 
 def keys(key: SigningKey) -> session_pb2.GetJoinTokenKeysResponse:

@@ -193,6 +193,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             lambda s: visits.complete(s, request),
         )
         self.app.outbox_committed()
+        visits.record_root_span(response.visit)
         return response
 
     async def RecordConnectionEvent(

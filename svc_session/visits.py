@@ -20,6 +20,7 @@ from svc_session.visit_store import (
     timestamp,
     to_proto,
     transition,
+    visit_work,
 )
 from telemesh import metrics
 from telemesh.auth import current_principal, require_service
@@ -28,6 +29,7 @@ from telemesh.errors import FailedPrecondition, PermissionDenied
 from telemesh.outbox import enqueue
 from telemesh.paging import decode_token, encode_token, page_size
 from telemesh.session.v1 import session_pb2
+from telemesh.tracing.visit import record_visit_root
 from telemesh.validation import Violations
 
 S = session_pb2.VisitState
@@ -129,19 +131,20 @@ async def check_in(
     )
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id, for_update=True)
-    require_participant(visit, principal, "patient")
-    now = datetime.now(UTC)
-    if visit.state == S.VISIT_STATE_BOOKED and not (
-        visit.start_time - window_before <= now <= visit.end_time
-    ):
-        raise FailedPrecondition(
-            "OUTSIDE_CHECK_IN_WINDOW",
-            f"check-in opens {int(window_before.total_seconds() // 60)} minutes before the visit",
-        )
-    transition(session, visit, S.VISIT_STATE_CHECKED_IN, principal, now)
-    visit.patient_location = request.patient_location
-    await session.flush()
-    return session_pb2.CheckInResponse(visit=await to_proto(session, visit))
+    with visit_work(visit, "check-in"):
+        require_participant(visit, principal, "patient")
+        now = datetime.now(UTC)
+        if visit.state == S.VISIT_STATE_BOOKED and not (
+            visit.start_time - window_before <= now <= visit.end_time
+        ):
+            raise FailedPrecondition(
+                "OUTSIDE_CHECK_IN_WINDOW",
+                f"check-in opens {int(window_before.total_seconds() // 60)} minutes before",
+            )
+        transition(session, visit, S.VISIT_STATE_CHECKED_IN, principal, now)
+        visit.patient_location = request.patient_location
+        await session.flush()
+        return session_pb2.CheckInResponse(visit=await to_proto(session, visit))
 
 
 async def admit(
@@ -152,11 +155,12 @@ async def admit(
     check.required("visit_id", request.visit_id)
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id, for_update=True)
-    require_participant(visit, principal, "clinician")
-    transition(session, visit, S.VISIT_STATE_IN_PROGRESS, principal, datetime.now(UTC))
-    await session.flush()
-    metrics.count("telemesh.visits.joined", "Visits whose patient was admitted")
-    return session_pb2.AdmitPatientResponse(visit=await to_proto(session, visit))
+    with visit_work(visit, "admit"):
+        require_participant(visit, principal, "clinician")
+        transition(session, visit, S.VISIT_STATE_IN_PROGRESS, principal, datetime.now(UTC))
+        await session.flush()
+        metrics.count("telemesh.visits.joined", "Visits whose patient was admitted")
+        return session_pb2.AdmitPatientResponse(visit=await to_proto(session, visit))
 
 
 async def record_connection(
@@ -177,22 +181,23 @@ async def record_connection(
     check.raise_if_any()
     assert at is not None
     visit = await load_visit(session, request.visit_id, for_update=True)
-    if visit.state != S.VISIT_STATE_IN_PROGRESS:
-        raise FailedPrecondition("NOT_IN_PROGRESS", "only a visit in progress is connected")
-    periods = await periods_of(session, visit.visit_id)
-    open_period = next((p for p in periods if p.end_time is None), None)
-    if request.kind == K.CONNECTION_EVENT_KIND_CONNECTED and open_period is None:
-        # Connected time counts from admission on, whatever a peer's clock says.
-        admitted_at = await _admitted_at(session, visit)
-        start = max(at, admitted_at) if admitted_at is not None else at
-        session.add(ConnectedPeriodRow(visit_id=visit.visit_id, start_time=start))
-    elif request.kind == K.CONNECTION_EVENT_KIND_DISCONNECTED and open_period is not None:
-        open_period.end_time = max(at, open_period.start_time)
-        session.add(open_period)
-    await session.flush()
-    return session_pb2.RecordConnectionEventResponse(
-        connected_seconds=closed_seconds(await periods_of(session, visit.visit_id))
-    )
+    with visit_work(visit, "connection event"):
+        if visit.state != S.VISIT_STATE_IN_PROGRESS:
+            raise FailedPrecondition("NOT_IN_PROGRESS", "only a visit in progress is connected")
+        periods = await periods_of(session, visit.visit_id)
+        open_period = next((p for p in periods if p.end_time is None), None)
+        if request.kind == K.CONNECTION_EVENT_KIND_CONNECTED and open_period is None:
+            # Connected time counts from admission on, whatever a peer's clock says.
+            admitted_at = await _admitted_at(session, visit)
+            start = max(at, admitted_at) if admitted_at is not None else at
+            session.add(ConnectedPeriodRow(visit_id=visit.visit_id, start_time=start))
+        elif request.kind == K.CONNECTION_EVENT_KIND_DISCONNECTED and open_period is not None:
+            open_period.end_time = max(at, open_period.start_time)
+            session.add(open_period)
+        await session.flush()
+        return session_pb2.RecordConnectionEventResponse(
+            connected_seconds=closed_seconds(await periods_of(session, visit.visit_id))
+        )
 
 
 async def _admitted_at(session: AsyncSession, visit: VisitRow) -> datetime | None:
@@ -236,44 +241,59 @@ async def complete(
     check.check(len(set(codes)) == len(codes), "diagnosis_codes", "has a code twice")
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id, for_update=True)
-    require_participant(visit, principal, "clinician")
-    now = datetime.now(UTC)
-    transition(session, visit, S.VISIT_STATE_COMPLETED, principal, now)
-    periods = await periods_of(session, visit.visit_id)
-    for period in periods:
-        if period.end_time is None:
-            period.end_time = now
-            session.add(period)
-    visit.diagnosis_codes = ",".join(codes)
-    visit.audio_only = request.audio_only
-    visit.new_patient = await _is_new_patient(session, visit)
-    clinician = await session.get(ClinicianRow, visit.clinician_id)
-    assert clinician is not None
-    event = billing_pb2.RecordVisitCompletionRequest(
-        visit_id=visit.visit_id,
-        patient_id=visit.patient_id,
-        clinician_id=visit.clinician_id,
-        practice_id=visit.practice_id,
-        complete_time=timestamp(now),
-        service_date=(await _admitted_at(session, visit) or now)
-        .astimezone(ZoneInfo(clinician.time_zone))
-        .date()
-        .isoformat(),
-        connected_seconds=closed_seconds(periods),
-        new_patient=visit.new_patient,
-        patient_location=visit.patient_location,  # type: ignore[arg-type]
-        audio_only=visit.audio_only,
-        diagnosis_codes=codes,
+    with visit_work(visit, "complete"):
+        require_participant(visit, principal, "clinician")
+        now = datetime.now(UTC)
+        transition(session, visit, S.VISIT_STATE_COMPLETED, principal, now)
+        periods = await periods_of(session, visit.visit_id)
+        for period in periods:
+            if period.end_time is None:
+                period.end_time = now
+                session.add(period)
+        visit.diagnosis_codes = ",".join(codes)
+        visit.audio_only = request.audio_only
+        visit.new_patient = await _is_new_patient(session, visit)
+        clinician = await session.get(ClinicianRow, visit.clinician_id)
+        assert clinician is not None
+        event = billing_pb2.RecordVisitCompletionRequest(
+            visit_id=visit.visit_id,
+            patient_id=visit.patient_id,
+            clinician_id=visit.clinician_id,
+            practice_id=visit.practice_id,
+            complete_time=timestamp(now),
+            service_date=(await _admitted_at(session, visit) or now)
+            .astimezone(ZoneInfo(clinician.time_zone))
+            .date()
+            .isoformat(),
+            connected_seconds=closed_seconds(periods),
+            new_patient=visit.new_patient,
+            patient_location=visit.patient_location,  # type: ignore[arg-type]
+            audio_only=visit.audio_only,
+            diagnosis_codes=codes,
+        )
+        enqueue(
+            session,
+            target="billing",
+            method=RECORD_COMPLETION,
+            key=visit.visit_id,
+            payload=event.SerializeToString(),
+            traceparent=visit.traceparent,
+        )
+        session.add(visit)
+        await session.flush()
+        metrics.count("telemesh.visits.completed", "Visits completed")
+        return session_pb2.CompleteVisitResponse(visit=await to_proto(session, visit))
+
+
+def record_root_span(visit: session_pb2.Visit) -> None:
+    """The visit's root span, booking to completion (a repeat records the same span)."""
+    record_visit_root(
+        visit.traceparent,
+        visit.create_time.ToDatetime(tzinfo=UTC),
+        visit.transitions[-1].transition_time.ToDatetime(tzinfo=UTC),
+        {
+            "telemesh.visit_id": visit.visit_id,
+            "telemesh.visit.connected_seconds": visit.connected_seconds,
+            "telemesh.visit.new_patient": visit.new_patient,
+        },
     )
-    enqueue(
-        session,
-        target="billing",
-        method=RECORD_COMPLETION,
-        key=visit.visit_id,
-        payload=event.SerializeToString(),
-        traceparent=visit.traceparent,
-    )
-    session.add(visit)
-    await session.flush()
-    metrics.count("telemesh.visits.completed", "Visits completed")
-    return session_pb2.CompleteVisitResponse(visit=await to_proto(session, visit))

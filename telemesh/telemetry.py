@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from telemesh.config import load, setting
+from telemesh.tracing.ids import PresetIdGenerator
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ def setup_telemetry(service: str) -> Telemetry:
     resource = Resource.create(
         {"service.name": f"telemesh-{service}", "service.namespace": "telemesh"}
     )
-    tracer_provider = TracerProvider(resource=resource)
+    # Preset ids let a visit's root span be recorded at completion with the ids chosen
+    # at booking (telemesh.tracing.visit).
+    tracer_provider = TracerProvider(resource=resource, id_generator=PresetIdGenerator())
     if _otlp_configured("traces"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
