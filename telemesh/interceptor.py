@@ -180,7 +180,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
                 if code in _SERVER_ERRORS:
                     span.set_status(Status(StatusCode.ERROR, code.name))
-                metrics.record_rpc(service_name, method_name, code.name, elapsed_ms)
+                metrics.record_rpc(service_name, method_name, code.value[0], elapsed_ms)
                 log(
                     logger,
                     logging.INFO,

@@ -26,15 +26,16 @@ def _counter(name: str, description: str) -> Any:
     return _meter.create_counter(name, description=description)
 
 
-def record_rpc(service: str, method: str, status: str, elapsed_ms: float) -> None:
-    """One inbound RPC, by the RPC semantic conventions' attributes."""
+def record_rpc(service: str, method: str, status_code: int, elapsed_ms: float) -> None:
+    """One inbound RPC, by the RPC semantic conventions' attributes (the gRPC status as
+    its numeric code, 0 for OK)."""
     _rpc_duration().record(
         elapsed_ms,
         {
             "rpc.system": "grpc",
             "rpc.service": service,
             "rpc.method": method,
-            "rpc.grpc.status_code": status,
+            "rpc.grpc.status_code": status_code,
         },
     )
 
