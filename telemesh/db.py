@@ -85,6 +85,8 @@ def _attach_sqlite_events(engine: AsyncEngine, begin: str) -> None:
 def _is_transient(error: BaseException) -> bool:
     """A conflict that a retry of the whole transaction resolves."""
     if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:  # the server dropped the connection
+            return True
         sqlstate = getattr(error.orig, "sqlstate", None)
         if sqlstate in ("40001", "40P01"):  # serialization failure, deadlock
             return True
@@ -101,7 +103,9 @@ class Database:
         self.sqlite = is_sqlite(url)
         options: dict[str, Any] = {"hide_parameters": True}  # values may be PHI
         if not self.sqlite:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No pre-ping: it costs a round trip per transaction. A connection the server
+            # dropped fails its first statement and the whole transaction is retried.
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=600)
         self.write_engine = create_async_engine(async_url(url), **options)
         if self.sqlite:
             self.read_engine = create_async_engine(async_url(url), **options)
