@@ -139,7 +139,9 @@ class Flows:
         return patient_id, md
 
     async def next_slot(self, clinician_id: str, md: Metadata, skip: int = 0) -> datetime:
-        now = datetime.now(UTC)
+        # A slot that starts within seconds may start before the booking reaches the
+        # service ("must be in the future"): leave a margin.
+        now = datetime.now(UTC) + timedelta(seconds=30)
         reply = await self.session.ListSlots(
             session_pb2.ListSlotsRequest(
                 clinician_id=clinician_id,

@@ -11,6 +11,8 @@ takes the issuer's place and only the JWKS changes.
 from __future__ import annotations
 
 import json
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +63,18 @@ class VerifiedClaims:
 class JwksVerifier:
     """Verifies ES256 JWTs against a JWKS file, re-reading it when it changes."""
 
+    # Verified tokens are remembered until they expire: a client presents the same
+    # token on every call, and an ES256 verification costs more than the rest of a
+    # small call's runtime work.
+    CACHE_SIZE = 10_000
+
     def __init__(self, jwks_path: Path, issuer: str = ISSUER, audience: str = AUDIENCE) -> None:
         self.jwks_path = jwks_path
         self.issuer = issuer
         self.audience = audience
         self._mtime: float | None = None
         self._keys: dict[str, Any] = {}
+        self._verified: OrderedDict[str, VerifiedClaims] = OrderedDict()
 
     def _load(self) -> None:
         try:
@@ -81,6 +89,7 @@ class JwksVerifier:
         self._mtime = mtime
 
     def set_jwks(self, jwks: dict[str, Any]) -> None:
+        self._verified.clear()  # a key may have been withdrawn
         self._keys = {
             key["kid"]: jwt.PyJWK(key, algorithm="ES256").key for key in jwks.get("keys", [])
         }
@@ -88,6 +97,19 @@ class JwksVerifier:
     def verify(self, token: str, *, load: bool = True) -> VerifiedClaims:
         if load:
             self._load()
+        known = self._verified.get(token)
+        if known is not None:
+            if known.claims["exp"] > time.time():
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]
+        verified = self._verify(token)
+        self._verified[token] = verified
+        if len(self._verified) > self.CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return verified
+
+    def _verify(self, token: str) -> VerifiedClaims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
