@@ -97,10 +97,11 @@ async def run_idempotent(
 ) -> R:
     """Runs `work` once per `request.request_id` in a write transaction.
 
-    A repeat of the same request returns the stored answer without running `work`; a
-    different request under a used id is INVALID_ARGUMENT. Concurrent first attempts
-    race: the loser's transaction fails (on the record's primary key, or on whatever
-    the work itself conflicts with), rolls back, and replays the winner's answer.
+    A repeat of the same request returns the stored answer and changes nothing (its
+    transaction rolls back); a different request under a used id is INVALID_ARGUMENT.
+    Concurrent first attempts race: the loser's transaction fails (on the record's
+    primary key, or on whatever the work itself conflicts with), rolls back, and
+    replays the winner's answer.
     """
     # An answer that carries PHI is stored only encrypted.
     assert cipher is not None or not phi_paths(response_type.DESCRIPTOR), (
@@ -113,9 +114,9 @@ async def run_idempotent(
     digest = _digest(method, request)
 
     async def attempt(session: AsyncSession) -> R:
-        stored = await _replay(session, request_id, digest, response_type, cipher)
-        if stored is not None:
-            return stored
+        # Optimistic: a first attempt (the common case) costs no lookup. A repeat runs
+        # into the stored record's primary key (or into what its twin changed) and
+        # rolls back whole; the replay below then answers it.
         response = await work(session)
         session.add(
             IdempotencyRecord(
