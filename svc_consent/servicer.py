@@ -1,15 +1,208 @@
-"""ConsentService. Methods not built yet answer UNIMPLEMENTED (the generated base)."""
+"""ConsentService: each RPC authorizes, validates and runs in one transaction; the rules
+live in the modules it calls. Changes and checks are audited; refused changes too."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-from telemesh.consent.v1 import consent_pb2_grpc
+import grpc
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_consent import access, audit_store, consent_changes, convert, ledger, refusals, requests
+from svc_consent import watch as watch_stream
+from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
+from telemesh.errors import NotFound
+from telemesh.idempotency import run_idempotent
+from telemesh.paging import decode_token, encode_token, page_size
 
 if TYPE_CHECKING:
     from svc_consent.app import ConsentApp
+
+Context = grpc.aio.ServicerContext[Any, Any]
+P = consent_pb2
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     def __init__(self, app: ConsentApp) -> None:
         self.app = app
+        self.db = app.db
+
+    # --- changes -----------------------------------------------------------------
+
+    async def GrantConsent(
+        self, request: P.GrantConsentRequest, context: Context
+    ) -> P.GrantConsentResponse:
+        async with refusals.audited(
+            self.db, "GrantConsent", patient_id=request.patient_id, category=request.category
+        ):
+            principal = access.may_change_role()
+            change = requests.grant(request, principal)
+            access.may_change(change.key.patient_id)
+
+            async def work(session: AsyncSession) -> P.GrantConsentResponse:
+                row = await consent_changes.grant_or_reject(
+                    session, change, P.CONSENT_STATE_ACTIVE, principal
+                )
+                return P.GrantConsentResponse(consent=convert.consent(row))
+
+            response = await run_idempotent(
+                self.db, "GrantConsent", request, P.GrantConsentResponse, work
+            )
+        self.app.changes.notify()
+        return response
+
+    async def RejectConsent(
+        self, request: P.RejectConsentRequest, context: Context
+    ) -> P.RejectConsentResponse:
+        async with refusals.audited(
+            self.db, "RejectConsent", patient_id=request.patient_id, category=request.category
+        ):
+            principal = access.may_change_role()
+            change = requests.reject(request, principal)
+            access.may_change(change.key.patient_id)
+
+            async def work(session: AsyncSession) -> P.RejectConsentResponse:
+                row = await consent_changes.grant_or_reject(
+                    session, change, P.CONSENT_STATE_REJECTED, principal
+                )
+                return P.RejectConsentResponse(consent=convert.consent(row))
+
+            response = await run_idempotent(
+                self.db, "RejectConsent", request, P.RejectConsentResponse, work
+            )
+        self.app.changes.notify()
+        return response
+
+    async def RevokeConsent(
+        self, request: P.RevokeConsentRequest, context: Context
+    ) -> P.RevokeConsentResponse:
+        async with refusals.audited(self.db, "RevokeConsent", consent_id=request.consent_id):
+            access.may_change_role()
+            requests.revoke(request)
+
+            async def work(session: AsyncSession) -> P.RevokeConsentResponse:
+                row = await consent_changes.revoke(
+                    session, request.consent_id, request.expected_version
+                )
+                return P.RevokeConsentResponse(consent=convert.consent(row))
+
+            response = await run_idempotent(
+                self.db, "RevokeConsent", request, P.RevokeConsentResponse, work
+            )
+        self.app.changes.notify()
+        return response
+
+    # --- reads -------------------------------------------------------------------
+
+    async def GetConsent(
+        self, request: P.GetConsentRequest, context: Context
+    ) -> P.GetConsentResponse:
+        requests.consent_id(request.consent_id)
+        async with self.db.read() as session:
+            consent = await ledger.get_consent(session, request.consent_id)
+            if consent is None:
+                raise NotFound("consent", request.consent_id)
+            access.may_read_consent(consent.patient_id, consent.category, consent.partner_clinic_id)
+            row = await ledger.get_version(session, consent.consent_id, consent.version)
+        return P.GetConsentResponse(consent=convert.consent(row))
+
+    async def ListConsents(
+        self, request: P.ListConsentsRequest, context: Context
+    ) -> P.ListConsentsResponse:
+        requests.patient_filter(request.patient_id, required=True)
+        principal = access.may_read_patient(request.patient_id)
+        size = page_size(request.page_size)
+        partner = principal.subject if principal.role == "partner" else None
+        query = {"method": "ListConsents", "patient_id": request.patient_id, "partner": partner}
+        cursor = decode_token(request.page_token, query) or {}
+        async with self.db.read() as session:
+            rows = await ledger.list_current(
+                session, request.patient_id, str(cursor.get("after", "")), size, partner
+            )
+        token = encode_token({"after": rows[-1].consent_id}, query) if len(rows) == size else ""
+        return P.ListConsentsResponse(
+            consents=[convert.consent(row) for row in rows], next_page_token=token
+        )
+
+    async def ListConsentVersions(
+        self, request: P.ListConsentVersionsRequest, context: Context
+    ) -> P.ListConsentVersionsResponse:
+        requests.consent_id(request.consent_id)
+        size = page_size(request.page_size)
+        query = {"method": "ListConsentVersions", "consent_id": request.consent_id}
+        cursor = decode_token(request.page_token, query) or {}
+        async with self.db.read() as session:
+            consent = await ledger.get_consent(session, request.consent_id)
+            if consent is None:
+                raise NotFound("consent", request.consent_id)
+            access.may_read_consent(consent.patient_id, consent.category, consent.partner_clinic_id)
+            rows = await ledger.list_versions(
+                session, consent.consent_id, int(cursor.get("after", 0)), size
+            )
+        token = encode_token({"after": rows[-1].version}, query) if len(rows) == size else ""
+        return P.ListConsentVersionsResponse(
+            versions=[convert.consent(row) for row in rows], next_page_token=token
+        )
+
+    # --- checks and the watch ----------------------------------------------------
+
+    async def CheckConsent(
+        self, request: P.CheckConsentRequest, context: Context
+    ) -> P.CheckConsentResponse:
+        # A check that is refused is audited too (a partner probing others' consents).
+        async with refusals.audited(
+            self.db, "CheckConsent", patient_id=request.patient_id, category=request.category
+        ):
+            principal = access.may_check(request.category, request.partner_clinic_id)
+            check = requests.check_consent(request)
+        answer = await self.app.checks.check(check, principal)
+        judgement = answer.judgement
+        response = P.CheckConsentResponse(
+            decision=judgement.decision,
+            reason=judgement.reason,
+            change_sequence=answer.change_sequence,
+        )
+        if judgement.version is not None:
+            response.consent.CopyFrom(convert.consent(judgement.version))
+        return response
+
+    async def WatchConsentChanges(
+        self, request: P.WatchConsentChangesRequest, context: Context
+    ) -> AsyncIterator[P.WatchConsentChangesResponse]:
+        access.may_watch()
+        watch = requests.watch(request)
+        async for response in watch_stream.stream(self.db, self.app.changes, watch):
+            yield response
+
+    # --- the audit trail ---------------------------------------------------------
+
+    async def ListAuditEntries(
+        self, request: P.ListAuditEntriesRequest, context: Context
+    ) -> P.ListAuditEntriesResponse:
+        requests.patient_filter(request.patient_id, required=False)
+        access.may_read_audit(request.patient_id)
+        size = page_size(request.page_size)
+        query = {"method": "ListAuditEntries", "patient_id": request.patient_id}
+        cursor = decode_token(request.page_token, query) or {}
+        async with self.db.read() as session:
+            rows = await audit_store.list_entries(
+                session, request.patient_id, int(cursor.get("after", 0)), size
+            )
+        token = encode_token({"after": rows[-1].sequence}, query) if len(rows) == size else ""
+        return P.ListAuditEntriesResponse(
+            entries=[convert.audit_entry(row) for row in rows], next_page_token=token
+        )
+
+    async def VerifyAuditTrail(
+        self, request: P.VerifyAuditTrailRequest, context: Context
+    ) -> P.VerifyAuditTrailResponse:
+        access.may_verify()
+        verdict = await audit_store.verify_stored_chain(self.db)
+        return P.VerifyAuditTrailResponse(
+            intact=verdict.intact,
+            entries_checked=verdict.entries_checked,
+            first_bad_sequence=verdict.first_bad_sequence,
+            problem=verdict.problem,
+            detail=verdict.detail,
+        )

@@ -1,15 +1,525 @@
-"""SignalingService. Methods not built yet answer UNIMPLEMENTED (the generated base)."""
+"""SignalingService: a visit's room, its event stream and its uplink calls."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from telemesh.signaling.v1 import signaling_pb2_grpc
+import grpc
+from google.protobuf.message import Message
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_signaling import checks
+from svc_signaling.connected_time import settle
+from svc_signaling.consent_link import RECORDING, TELEHEALTH
+from svc_signaling.ice_servers import ice_servers_for
+from svc_signaling.models import RoomRecord
+from svc_signaling.rooms import (
+    CLINICIAN,
+    PATIENT,
+    ROLE_NAMES,
+    RecentRequests,
+    Role,
+    Room,
+    other,
+)
+from telemesh import metrics
+from telemesh.auth import Principal, current_principal, require_role
+from telemesh.errors import (
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    invalid,
+)
+from telemesh.idempotency import run_idempotent
+from telemesh.logs import log
+from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
+from telemesh.validation import Violations
 
 if TYPE_CHECKING:
     from svc_signaling.app import SignalingApp
+
+logger = logging.getLogger("telemesh.signaling")
+R = TypeVar("R", bound=Message)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+ENDING_STATES = frozenset(
+    {
+        signaling_pb2.CONNECTION_STATE_DISCONNECTED,
+        signaling_pb2.CONNECTION_STATE_FAILED,
+        signaling_pb2.CONNECTION_STATE_CLOSED,
+    }
+)
+
+
+def _digest(method: str, principal: Principal, request: Message) -> bytes:
+    hasher = hashlib.sha256(f"{method}\0{principal.role}\0{principal.subject}\0".encode())
+    hasher.update(request.SerializeToString(deterministic=True))
+    return hasher.digest()
 
 
 class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     def __init__(self, app: SignalingApp) -> None:
         self.app = app
+        self.settings = app.signaling_settings
+        self._precall_requests = RecentRequests()
+
+    # --- shared steps -------------------------------------------------------------
+
+    async def _member(self, room_id: str) -> tuple[Principal, Room, Role]:
+        """The caller, the room and the caller's role in it (a participant only)."""
+        principal = require_role("patient", "clinician")
+        room = await self.app.registry.get(room_id)
+        role = room.role_of(principal.role, principal.subject)
+        if role is None:
+            raise PermissionDenied("NOT_A_PARTICIPANT", "the caller is not in this room")
+        return principal, room, role
+
+    def _rate(self, room: Room, role: Role) -> None:
+        if not room.participants[role].bucket.take():
+            metrics.count(
+                "telemesh.signaling.rate_limited", "Uplink calls refused by the rate limit"
+            )
+            raise ResourceExhausted(
+                "RATE_LIMITED", "too many messages; slow down and retry", {"room_id": room.room_id}
+            )
+
+    @staticmethod
+    def _open(room: Room) -> None:
+        if room.closed:
+            raise FailedPrecondition(
+                "ROOM_CLOSED",
+                "the room is closed",
+                {"reason": signaling_pb2.RoomCloseReason.Name(room.close_reason)},  # type: ignore[arg-type]
+            )
+
+    async def _relay_once(
+        self,
+        method: str,
+        request: Any,
+        room: Room,
+        principal: Principal,
+        response: R,
+        work: Callable[[], Awaitable[None]],
+    ) -> R:
+        """Runs a relay-class call once per request_id (in the room's memory)."""
+        digest = _digest(method, principal, request)
+        seen = room.recent.get(request.request_id)
+        if seen is not None:
+            if seen[0] != digest:
+                raise invalid(
+                    "request_id", "this request_id was already used for a different request"
+                )
+            response.ParseFromString(seen[1])
+            return response
+        await work()
+        room.recent.put(request.request_id, digest, response.SerializeToString())
+        return response
+
+    async def _settle(self, room: Room, *, ending: bool, when: datetime | None = None) -> None:
+        async def work(session: AsyncSession) -> None:
+            await settle(session, room, ending=ending, when=when)
+
+        await self.app.db.run_write(work)
+        self.app.wake_outbox()
+
+    # --- JoinRoom -------------------------------------------------------------------
+
+    async def JoinRoom(
+        self, request: signaling_pb2.JoinRoomRequest, context: Context
+    ) -> AsyncIterator[signaling_pb2.JoinRoomResponse]:
+        principal = require_role("patient", "clinician")
+        check = Violations()
+        check.required("join_token", request.join_token)
+        check.check(request.resume_after_sequence >= 0, "resume_after_sequence", "must be >= 0")
+        check.raise_if_any()
+        claims = await self.app.join_tokens.verify(request.join_token)
+        if claims.subject != principal.subject or claims.role != principal.role:
+            raise PermissionDenied(
+                "JOIN_TOKEN_NOT_YOURS", "the join token was issued to someone else"
+            )
+        room = await self.app.registry.for_join(claims)
+        role = room.role_of(principal.role, principal.subject)
+        if role is None:
+            raise PermissionDenied("NOT_A_PARTICIPANT", "the caller is not in this room")
+        self._open(room)
+        if not await self.app.consent.is_permitted(room.user_id(PATIENT), TELEHEALTH):
+            raise FailedPrecondition("CONSENT_REQUIRED", "telehealth consent is not active")
+
+        subscription, joined, replay = room.subscribe(role, request.resume_after_sequence)
+        joined.joined.ice_servers.extend(ice_servers_for(self.settings, principal.subject))
+        log(
+            logger,
+            logging.INFO,
+            "joined",
+            room_id=room.room_id,
+            visit_id=room.visit_id,
+            role=ROLE_NAMES[role],
+            resumed_after=request.resume_after_sequence,
+            replayed=len(replay),
+            resume_gap=joined.joined.resume_gap,
+        )
+        try:
+            yield joined
+            for event in replay:
+                yield event
+            async for event in room.stream(role, subscription):
+                yield event
+        finally:
+            if room.unsubscribe(role, subscription):
+                # The participant lost (or ended) its stream: the call is not whole.
+                self.app.spawn(self._settle(room, ending=True))
+
+    # --- relayed messages -----------------------------------------------------------
+
+    async def SendSessionDescription(
+        self, request: signaling_pb2.SendSessionDescriptionRequest, context: Context
+    ) -> signaling_pb2.SendSessionDescriptionResponse:
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.room_id(check, request.room_id)
+        checks.description(check, "description", request.description, self.settings)
+        check.raise_if_any()
+        principal, room, role = await self._member(request.room_id)
+
+        async def relay() -> None:
+            self._rate(room, role)
+            self._open(room)
+            self._require_admitted(room)
+            room.emit(
+                other(role),
+                signaling_pb2.JoinRoomResponse(
+                    session_description=signaling_pb2.SessionDescriptionReceived(
+                        from_role=role,
+                        description=request.description,
+                    )
+                ),
+            )
+
+        return await self._relay_once(
+            "SendSessionDescription",
+            request,
+            room,
+            principal,
+            signaling_pb2.SendSessionDescriptionResponse(),
+            relay,
+        )
+
+    async def SendIceCandidates(
+        self, request: signaling_pb2.SendIceCandidatesRequest, context: Context
+    ) -> signaling_pb2.SendIceCandidatesResponse:
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.room_id(check, request.room_id)
+        checks.candidates(check, list(request.candidates), self.settings)
+        check.raise_if_any()
+        principal, room, role = await self._member(request.room_id)
+
+        async def relay() -> None:
+            self._rate(room, role)
+            self._open(room)
+            self._require_admitted(room)
+            room.emit(
+                other(role),
+                signaling_pb2.JoinRoomResponse(
+                    ice_candidates=signaling_pb2.IceCandidatesReceived(
+                        from_role=role,
+                        candidates=request.candidates,
+                    )
+                ),
+            )
+
+        return await self._relay_once(
+            "SendIceCandidates",
+            request,
+            room,
+            principal,
+            signaling_pb2.SendIceCandidatesResponse(),
+            relay,
+        )
+
+    @staticmethod
+    def _require_admitted(room: Room) -> None:
+        # Nothing passes between the two before the clinician admits the patient: the
+        # patient's messages are not relayed, and no media is set up towards them.
+        if not room.admitted:
+            raise FailedPrecondition(
+                "NOT_ADMITTED", "the clinician has not admitted the patient yet"
+            )
+
+    # --- admission and recording ----------------------------------------------------
+
+    async def AdmitPatient(
+        self, request: signaling_pb2.AdmitPatientRequest, context: Context
+    ) -> signaling_pb2.AdmitPatientResponse:
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.room_id(check, request.room_id)
+        check.raise_if_any()
+        _, room, role = await self._member(request.room_id)
+        if role != CLINICIAN:
+            raise PermissionDenied(
+                "CLINICIAN_ONLY", "only the visit's clinician admits the patient"
+            )
+        self._open(room)
+        await self.app.session.admit(room.visit_id, request.request_id)
+
+        async def work(session: AsyncSession) -> signaling_pb2.AdmitPatientResponse:
+            record = await self._record(session, room)
+            record.admitted = True
+            session.add(record)
+            return signaling_pb2.AdmitPatientResponse()
+
+        reply = await run_idempotent(
+            self.app.db, "AdmitPatient", request, signaling_pb2.AdmitPatientResponse, work
+        )
+        if not room.admitted:
+            room.admitted = True
+            room.emit_both(admitted=signaling_pb2.Admitted())
+            log(logger, logging.INFO, "admitted", room_id=room.room_id, visit_id=room.visit_id)
+        return reply
+
+    async def SetRecording(
+        self, request: signaling_pb2.SetRecordingRequest, context: Context
+    ) -> signaling_pb2.SetRecordingResponse:
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.room_id(check, request.room_id)
+        check.raise_if_any()
+        _, room, role = await self._member(request.room_id)
+        if role != CLINICIAN:
+            raise PermissionDenied(
+                "CLINICIAN_ONLY", "only the visit's clinician turns recording on or off"
+            )
+        self._open(room)
+        if request.recording and not await self.app.consent.is_permitted(
+            room.user_id(PATIENT), RECORDING
+        ):
+            raise FailedPrecondition(
+                "RECORDING_CONSENT_REQUIRED", "the patient has not consented to recording"
+            )
+
+        async def work(session: AsyncSession) -> signaling_pb2.SetRecordingResponse:
+            record = await self._record(session, room)
+            record.recording = request.recording
+            session.add(record)
+            return signaling_pb2.SetRecordingResponse(recording=request.recording)
+
+        reply = await run_idempotent(
+            self.app.db, "SetRecording", request, signaling_pb2.SetRecordingResponse, work
+        )
+        self.apply_recording(room, reply.recording)
+        return reply
+
+    def apply_recording(self, room: Room, recording: bool) -> None:
+        if room.recording != recording:
+            room.recording = recording
+            room.emit_both(recording_changed=signaling_pb2.RecordingChanged(recording=recording))
+
+    @staticmethod
+    async def _record(session: AsyncSession, room: Room) -> RoomRecord:
+        record = await session.get(RoomRecord, room.room_id, with_for_update=True)
+        if record is None:
+            raise NotFound("room", room.room_id)
+        return record
+
+    # --- connection and quality -----------------------------------------------------
+
+    async def ReportConnectionState(
+        self, request: signaling_pb2.ReportConnectionStateRequest, context: Context
+    ) -> signaling_pb2.ReportConnectionStateResponse:
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.room_id(check, request.room_id)
+        check.check(request.state in checks.REPORTED_STATES, "state", "is not a connection state")
+        check.raise_if_any()
+        _, room, role = await self._member(request.room_id)
+        self._rate(room, role)
+        room.participants[role].connection_state = request.state
+
+        async def work(session: AsyncSession) -> signaling_pb2.ReportConnectionStateResponse:
+            await settle(session, room, ending=request.state in ENDING_STATES)
+            return signaling_pb2.ReportConnectionStateResponse()
+
+        reply = await run_idempotent(
+            self.app.db,
+            "ReportConnectionState",
+            request,
+            signaling_pb2.ReportConnectionStateResponse,
+            work,
+        )
+        self.app.wake_outbox()
+        return reply
+
+    async def ReportCallQuality(
+        self, request: signaling_pb2.ReportCallQualityRequest, context: Context
+    ) -> signaling_pb2.ReportCallQualityResponse:
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.room_id(check, request.room_id)
+        checks.quality(check, request.quality)
+        check.raise_if_any()
+        principal, room, role = await self._member(request.room_id)
+
+        async def record() -> None:
+            self._rate(room, role)
+            room.participants[role].quality.CopyFrom(request.quality)
+            quality = request.quality
+            log(
+                logger,
+                logging.INFO,
+                "call quality",
+                room_id=room.room_id,
+                visit_id=room.visit_id,
+                role=ROLE_NAMES[role],
+                rtt_ms=round(quality.round_trip_time_ms, 1),
+                fraction_lost=round(quality.fraction_lost, 4),
+                jitter_ms=round(quality.jitter_ms, 1),
+                frames_received=quality.frames_received,
+            )
+
+        return await self._relay_once(
+            "ReportCallQuality",
+            request,
+            room,
+            principal,
+            signaling_pb2.ReportCallQualityResponse(),
+            record,
+        )
+
+    async def LeaveRoom(
+        self, request: signaling_pb2.LeaveRoomRequest, context: Context
+    ) -> signaling_pb2.LeaveRoomResponse:
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.room_id(check, request.room_id)
+        check.raise_if_any()
+        principal, room, role = await self._member(request.room_id)
+
+        async def leave() -> None:
+            room.leave(role)
+            await self._settle(room, ending=True)
+            log(logger, logging.INFO, "left", room_id=room.room_id, role=ROLE_NAMES[role])
+
+        return await self._relay_once(
+            "LeaveRoom", request, room, principal, signaling_pb2.LeaveRoomResponse(), leave
+        )
+
+    # --- ICE servers and pre-call checks --------------------------------------------
+
+    async def GetIceServers(
+        self, request: signaling_pb2.GetIceServersRequest, context: Context
+    ) -> signaling_pb2.GetIceServersResponse:
+        principal = require_role("patient", "clinician")
+        return signaling_pb2.GetIceServersResponse(
+            ice_servers=ice_servers_for(self.settings, principal.subject)
+        )
+
+    async def StartPreCallCheck(
+        self, request: signaling_pb2.StartPreCallCheckRequest, context: Context
+    ) -> signaling_pb2.StartPreCallCheckResponse:
+        principal = require_role("patient", "clinician")
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        checks.description(
+            check,
+            "offer",
+            request.offer,
+            self.settings,
+            allowed=frozenset({signaling_pb2.SDP_TYPE_OFFER}),
+        )
+        check.raise_if_any()
+        digest = _digest("StartPreCallCheck", principal, request)
+        seen = self._precall_requests.get(request.request_id)
+        if seen is not None:
+            if seen[0] != digest:
+                raise invalid(
+                    "request_id", "this request_id was already used for a different request"
+                )
+            return signaling_pb2.StartPreCallCheckResponse.FromString(seen[1])
+        try:
+            started = await self.app.precall.start(
+                (principal.role, principal.subject), request.offer.sdp
+            )
+        except ValueError:
+            raise invalid("offer.sdp", "the offer could not be used") from None
+        reply = signaling_pb2.StartPreCallCheckResponse(
+            check_id=started.check_id,
+            answer=signaling_pb2.SessionDescription(
+                type=signaling_pb2.SDP_TYPE_ANSWER, sdp=started.answer_sdp
+            ),
+        )
+        self._precall_requests.put(request.request_id, digest, reply.SerializeToString())
+        return reply
+
+    async def GetPreCallCheck(
+        self, request: signaling_pb2.GetPreCallCheckRequest, context: Context
+    ) -> signaling_pb2.GetPreCallCheckResponse:
+        principal = current_principal()
+        check = Violations()
+        check.required("check_id", request.check_id)
+        check.raise_if_any()
+        return self.app.precall.get(
+            (principal.role, principal.subject), request.check_id
+        ).response()
+
+    # --- changes from elsewhere -----------------------------------------------------
+
+    async def consent_withdrawn(self, patient_id: str, category: int) -> None:
+        """A consent stopped permitting: close the patient's rooms or stop recording."""
+        if category not in (TELEHEALTH, RECORDING):
+            return
+        if await self.app.consent.is_permitted(patient_id, category):
+            return  # another version still permits (a re-grant raced the change)
+        for room in await self.app.registry.of_patient(patient_id):
+            if category == TELEHEALTH:
+                await self.close_room(room, signaling_pb2.ROOM_CLOSE_REASON_CONSENT_REVOKED)
+            elif room.recording:
+                await self._write_recording_off(room)
+                self.apply_recording(room, False)
+
+    async def _write_recording_off(self, room: Room) -> None:
+        async def work(session: AsyncSession) -> None:
+            record = await self._record(session, room)
+            record.recording = False
+            session.add(record)
+
+        await self.app.db.run_write(work)
+
+    async def close_room(self, room: Room, reason: int) -> None:
+        if room.closed:
+            return
+
+        async def work(session: AsyncSession) -> None:
+            record = await self._record(session, room)
+            record.close_reason = signaling_pb2.RoomCloseReason.Name(reason)  # type: ignore[arg-type]
+            record.recording = False
+            session.add(record)
+
+        await self.app.db.run_write(work)
+        room.close_reason = reason
+        room.recording = False
+        room.emit_both(room_closed=signaling_pb2.RoomClosed(reason=reason))  # type: ignore[arg-type]
+        for role in (PATIENT, CLINICIAN):
+            room.participants[role].connection_state = signaling_pb2.CONNECTION_STATE_CLOSED
+        await self._settle(room, ending=True)
+        log(
+            logger,
+            logging.INFO,
+            "room closed",
+            room_id=room.room_id,
+            visit_id=room.visit_id,
+            reason=signaling_pb2.RoomCloseReason.Name(reason),  # type: ignore[arg-type]
+        )
+
+    async def settle_after_restart(self, started: datetime) -> None:
+        """Closes connected periods that a restart interrupted and nobody resumed."""
+        await asyncio.sleep(self.settings.reconnect_grace_seconds)
+        for room in await self.app.registry.with_open_period():
+            if not room.both_connected():
+                await self._settle(room, ending=True, when=started)

@@ -13,6 +13,8 @@ from telemesh.config import RuntimeSettings, describe
 # `func` on its parser; add a line to add a command.
 COMMAND_MODULES = [
     "telemesh.cli.token_cmd",
+    "telemesh.cli.audit_cmd",
+    "telemesh.cli.trace_cmd",
 ]
 
 

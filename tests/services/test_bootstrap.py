@@ -27,7 +27,7 @@ SERVICE_NAMES = {
 # One unary method of each service, called with raw bytes below.
 A_METHOD = {
     "session": "GetVisit",
-    "signaling": "GetIceServers",
+    "signaling": "GetPreCallCheck",  # its request has a string field to mangle
     "consent": "GetConsent",
     "billing": "GetCharge",
 }

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -219,7 +220,9 @@ class _AuditActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditActi
     AUDIT_ACTION_CHECK: _AuditAction.ValueType  # 5
     """A check."""
     AUDIT_ACTION_REFUSED: _AuditAction.ValueType  # 6
-    """A refused attempt to change a consent (bad input or a broken rule)."""
+    """A refused attempt to change or check a consent (bad input, a broken rule, a stale
+    version or missing rights).
+    """
 
 class AuditAction(_AuditAction, metaclass=_AuditActionEnumTypeWrapper):
     """What an audit entry records."""
@@ -237,7 +240,9 @@ AUDIT_ACTION_EXPIRE: AuditAction.ValueType  # 4
 AUDIT_ACTION_CHECK: AuditAction.ValueType  # 5
 """A check."""
 AUDIT_ACTION_REFUSED: AuditAction.ValueType  # 6
-"""A refused attempt to change a consent (bad input or a broken rule)."""
+"""A refused attempt to change or check a consent (bad input, a broken rule, a stale
+version or missing rights).
+"""
 Global___AuditAction: _TypeAlias = AuditAction  # noqa: Y015
 
 class _AuditProblem:
@@ -254,6 +259,8 @@ class _AuditProblemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditPro
     """An entry is missing from the chain."""
     AUDIT_PROBLEM_REORDERED: _AuditProblem.ValueType  # 3
     """Entries are out of order."""
+    AUDIT_PROBLEM_INSERTED: _AuditProblem.ValueType  # 4
+    """Entries follow the recorded head of the chain: they were added outside the service."""
 
 class AuditProblem(_AuditProblem, metaclass=_AuditProblemEnumTypeWrapper):
     """How the audit trail was found broken."""
@@ -266,6 +273,8 @@ AUDIT_PROBLEM_DELETED: AuditProblem.ValueType  # 2
 """An entry is missing from the chain."""
 AUDIT_PROBLEM_REORDERED: AuditProblem.ValueType  # 3
 """Entries are out of order."""
+AUDIT_PROBLEM_INSERTED: AuditProblem.ValueType  # 4
+"""Entries follow the recorded head of the chain: they were added outside the service."""
 Global___AuditProblem: _TypeAlias = AuditProblem  # noqa: Y015
 
 @_typing.final
@@ -409,11 +418,19 @@ class AuditEntry(_message.Message):
     consent_version: _builtins.int
     """The consent version concerned, when there is one."""
     outcome: _builtins.str
-    """The outcome: for a check `permit` or `deny:<reason>`, for a refusal its reason."""
+    """The outcome: for a change the new state (`active`, `rejected`, `revoked`,
+    `expired`), for a check `permit` or `deny:<reason>`, for a refusal
+    `refused:<method>:<reason>` (with the bad fields after a further colon).
+    """
     previous_hash: _builtins.str
     """The previous entry's hash, hex."""
     entry_hash: _builtins.str
-    """This entry's hash, hex: SHA-256 over the previous hash and the canonical entry."""
+    """This entry's hash, hex: SHA-256 over the previous hash (hex) followed by the canonical
+    entry, JSON with sorted keys, no whitespace and ASCII escapes of `sequence`,
+    `entry_time` (RFC 3339 UTC with six fraction digits and `Z`), `action`, `actor_id`,
+    `actor_role`, `patient_id`, `category`, `consent_id`, `consent_version` and
+    `outcome` (enums as numbers). The first entry's previous hash is 64 zeros.
+    """
     category: Global___ConsentCategory.ValueType
     """The category concerned."""
     @_builtins.property
@@ -469,11 +486,13 @@ class GrantConsentRequest(_message.Message):
     partner_clinic_id: _builtins.str
     """For partner sharing: the partner clinic's id (required); empty otherwise."""
     text_version: _builtins.str
-    """The version of the consent text agreed to."""
+    """The version of the consent text agreed to (at most 64 characters)."""
     text_sha256: _builtins.str
     """The SHA-256 of the consent text, 64 lowercase hex digits."""
     capture_method: Global___CaptureMethod.ValueType
-    """How it was captured."""
+    """How it was captured: in the app by the patient, verbally by a clinician. Unset means
+    the caller's way (in app for a patient, verbal for a clinician).
+    """
     expected_version: _builtins.int
     """When replacing an existing consent: the version the caller saw (optimistic
     concurrency); 0 to create or to replace whatever is newest.
@@ -484,7 +503,7 @@ class GrantConsentRequest(_message.Message):
 
     @_builtins.property
     def valid_until(self) -> _timestamp_pb2.Timestamp:
-        """End of the validity period; unset means no end."""
+        """End of the validity period, after its start and in the future; unset means no end."""
 
     def __init__(
         self,
@@ -559,7 +578,7 @@ class RejectConsentRequest(_message.Message):
     text_sha256: _builtins.str
     """The SHA-256 of the consent text, 64 lowercase hex digits."""
     capture_method: Global___CaptureMethod.ValueType
-    """How it was captured."""
+    """How it was captured (unset: the caller's way, as in GrantConsent)."""
     expected_version: _builtins.int
     """When replacing an existing consent: the version the caller saw; 0 otherwise."""
     def __init__(
@@ -837,10 +856,14 @@ class CheckConsentRequest(_message.Message):
     category: Global___ConsentCategory.ValueType
     """The category to check."""
     partner_clinic_id: _builtins.str
-    """For partner sharing: the partner clinic asking; empty otherwise."""
+    """For partner sharing: the partner clinic concerned (a partner's own id when a partner
+    asks); empty otherwise.
+    """
     @_builtins.property
     def at_time(self) -> _timestamp_pb2.Timestamp:
-        """The instant to check at; defaults to now."""
+        """The instant to check at; defaults to now. A past instant is judged by the version
+        in force then.
+        """
 
     def __init__(
         self,
@@ -904,43 +927,62 @@ class WatchConsentChangesRequest(_message.Message):
 
     PATIENT_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     patient_id: _builtins.str
     """Only this patient's changes; every patient's when empty."""
     after_sequence: _builtins.int
-    """Stream changes after this sequence number; 0 streams only new changes."""
+    """Stream the changes after this sequence number (0: every change there is); unset
+    streams only new changes. A watcher that reconnects passes the last
+    `through_sequence` it received.
+    """
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How long the stream may stay silent before a heartbeat; unset means 1 s (0.05 s to
+        60 s).
+        """
+
     def __init__(
         self,
         *,
         patient_id: _builtins.str = ...,
-        after_sequence: _builtins.int = ...,
+        after_sequence: _builtins.int | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "patient_id", b"patient_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "heartbeat_interval", b"heartbeat_interval", "patient_id", b"patient_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
+    _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_sequence) -> _WhichOneofReturnType__after_sequence | None: ...
 
 Global___WatchConsentChangesRequest: _TypeAlias = WatchConsentChangesRequest  # noqa: Y015
 
 @_typing.final
 class WatchConsentChangesResponse(_message.Message):
-    """Response for WatchConsentChanges: one change."""
+    """Response for WatchConsentChanges: one change, or a heartbeat without one."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGE_FIELD_NUMBER: _builtins.int
+    THROUGH_SEQUENCE_FIELD_NUMBER: _builtins.int
+    through_sequence: _builtins.int
+    """Every matching change up to this sequence has been sent: a watcher that reconnects
+    passes it as `after_sequence`.
+    """
     @_builtins.property
     def change(self) -> Global___ConsentChange:
-        """The change."""
+        """The change; unset on the first response and on heartbeats."""
 
     def __init__(
         self,
         *,
         change: Global___ConsentChange | None = ...,
+        through_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "through_sequence", b"through_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1031,16 +1073,19 @@ class VerifyAuditTrailResponse(_message.Message):
     ENTRIES_CHECKED_FIELD_NUMBER: _builtins.int
     FIRST_BAD_SEQUENCE_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
     intact: _builtins.bool
     """Whether the whole chain is intact."""
     entries_checked: _builtins.int
-    """How many entries were checked."""
+    """How many entries were found intact: every entry, or those before the first bad one."""
     first_bad_sequence: _builtins.int
     """The sequence number of the first bad entry (or where the missing one should be);
     0 when intact.
     """
     problem: Global___AuditProblem.ValueType
     """What is wrong there."""
+    detail: _builtins.str
+    """What was found, in words (sequence numbers and hashes only); empty when intact."""
     def __init__(
         self,
         *,
@@ -1048,10 +1093,11 @@ class VerifyAuditTrailResponse(_message.Message):
         entries_checked: _builtins.int = ...,
         first_bad_sequence: _builtins.int = ...,
         problem: Global___AuditProblem.ValueType = ...,
+        detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_checked", b"entries_checked", "first_bad_sequence", b"first_bad_sequence", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "entries_checked", b"entries_checked", "first_bad_sequence", b"first_bad_sequence", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,9 +31,15 @@ class ConsentServiceStub:
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants and revokes only their own consents; clinicians and the session and
-    signaling services may check; a partner clinic may check only sharing consents that
-    name that clinic.
+    A patient grants, rejects and revokes only their own consents, in the app; a clinician
+    records a patient's verbal grant, rejection or revocation. Clinicians and the session
+    and signaling services may check; a partner clinic (token role `partner`, subject = the
+    clinic's id) may check only sharing consents that name that clinic. Only the session
+    and signaling services (and administrators) may watch; administrators read and verify
+    the audit trail, and a patient may read the entries about themselves.
+
+    Refused changes and checks (bad input, a broken rule, a stale version, missing rights)
+    are audited too, as `AUDIT_ACTION_REFUSED` entries.
     """
 
     def __init__(self, channel):
@@ -100,14 +106,20 @@ class ConsentServiceServicer:
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants and revokes only their own consents; clinicians and the session and
-    signaling services may check; a partner clinic may check only sharing consents that
-    name that clinic.
+    A patient grants, rejects and revokes only their own consents, in the app; a clinician
+    records a patient's verbal grant, rejection or revocation. Clinicians and the session
+    and signaling services may check; a partner clinic (token role `partner`, subject = the
+    clinic's id) may check only sharing consents that name that clinic. Only the session
+    and signaling services (and administrators) may watch; administrators read and verify
+    the audit trail, and a patient may read the entries about themselves.
+
+    Refused changes and checks (bad input, a broken rule, a stale version, missing rights)
+    are audited too, as `AUDIT_ACTION_REFUSED` entries.
     """
 
     def GrantConsent(self, request, context):
-        """Records that the patient agreed to a consent text. Granting again in a category
-        that already has a consent makes a new version of it.
+        """Records that the patient agreed to a consent text. A patient has at most one consent
+        per category (and partner clinic): granting again makes a new version of it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,6 +173,9 @@ class ConsentServiceServicer:
     def WatchConsentChanges(self, request, context):
         """Streams consent changes as they happen, from a sequence number on, so that
         consumers drop cached permits at once. For the session and signaling services.
+        The first response carries no change: it says the watch is established and where
+        it starts. Heartbeats (no change) follow whenever nothing changed for
+        `heartbeat_interval`, so a consumer knows the stream is alive.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,8 +189,8 @@ class ConsentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifyAuditTrail(self, request, context):
-        """Walks the whole audit trail and names the first entry that was edited, deleted or
-        reordered.
+        """Walks the whole audit trail and names the first entry that was edited, deleted,
+        reordered or inserted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,9 +263,15 @@ class ConsentService:
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants and revokes only their own consents; clinicians and the session and
-    signaling services may check; a partner clinic may check only sharing consents that
-    name that clinic.
+    A patient grants, rejects and revokes only their own consents, in the app; a clinician
+    records a patient's verbal grant, rejection or revocation. Clinicians and the session
+    and signaling services may check; a partner clinic (token role `partner`, subject = the
+    clinic's id) may check only sharing consents that name that clinic. Only the session
+    and signaling services (and administrators) may watch; administrators read and verify
+    the audit trail, and a patient may read the entries about themselves.
+
+    Refused changes and checks (bad input, a broken rule, a stale version, missing rights)
+    are audited too, as `AUDIT_ACTION_REFUSED` entries.
     """
 
     @staticmethod

@@ -32,9 +32,15 @@ class ConsentServiceStub:
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants and revokes only their own consents; clinicians and the session and
-    signaling services may check; a partner clinic may check only sharing consents that
-    name that clinic.
+    A patient grants, rejects and revokes only their own consents, in the app; a clinician
+    records a patient's verbal grant, rejection or revocation. Clinicians and the session
+    and signaling services may check; a partner clinic (token role `partner`, subject = the
+    clinic's id) may check only sharing consents that name that clinic. Only the session
+    and signaling services (and administrators) may watch; administrators read and verify
+    the audit trail, and a patient may read the entries about themselves.
+
+    Refused changes and checks (bad input, a broken rule, a stale version, missing rights)
+    are audited too, as `AUDIT_ACTION_REFUSED` entries.
     """
 
     @_typing.overload
@@ -42,8 +48,8 @@ class ConsentServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ConsentServiceAsyncStub: ...
     GrantConsent: _grpc.UnaryUnaryMultiCallable[_consent_pb2.GrantConsentRequest, _consent_pb2.GrantConsentResponse]
-    """Records that the patient agreed to a consent text. Granting again in a category
-    that already has a consent makes a new version of it.
+    """Records that the patient agreed to a consent text. A patient has at most one consent
+    per category (and partner clinic): granting again makes a new version of it.
     """
     RejectConsent: _grpc.UnaryUnaryMultiCallable[_consent_pb2.RejectConsentRequest, _consent_pb2.RejectConsentResponse]
     """Records that the patient declined a consent text (an explicit deny)."""
@@ -65,12 +71,15 @@ class ConsentServiceStub:
     WatchConsentChanges: _grpc.UnaryStreamMultiCallable[_consent_pb2.WatchConsentChangesRequest, _consent_pb2.WatchConsentChangesResponse]
     """Streams consent changes as they happen, from a sequence number on, so that
     consumers drop cached permits at once. For the session and signaling services.
+    The first response carries no change: it says the watch is established and where
+    it starts. Heartbeats (no change) follow whenever nothing changed for
+    `heartbeat_interval`, so a consumer knows the stream is alive.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_consent_pb2.ListAuditEntriesRequest, _consent_pb2.ListAuditEntriesResponse]
     """Lists audit trail entries, oldest first."""
     VerifyAuditTrail: _grpc.UnaryUnaryMultiCallable[_consent_pb2.VerifyAuditTrailRequest, _consent_pb2.VerifyAuditTrailResponse]
-    """Walks the whole audit trail and names the first entry that was edited, deleted or
-    reordered.
+    """Walks the whole audit trail and names the first entry that was edited, deleted,
+    reordered or inserted.
     """
 
 @_typing.type_check_only
@@ -80,15 +89,21 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants and revokes only their own consents; clinicians and the session and
-    signaling services may check; a partner clinic may check only sharing consents that
-    name that clinic.
+    A patient grants, rejects and revokes only their own consents, in the app; a clinician
+    records a patient's verbal grant, rejection or revocation. Clinicians and the session
+    and signaling services may check; a partner clinic (token role `partner`, subject = the
+    clinic's id) may check only sharing consents that name that clinic. Only the session
+    and signaling services (and administrators) may watch; administrators read and verify
+    the audit trail, and a patient may read the entries about themselves.
+
+    Refused changes and checks (bad input, a broken rule, a stale version, missing rights)
+    are audited too, as `AUDIT_ACTION_REFUSED` entries.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GrantConsent: _aio.UnaryUnaryMultiCallable[_consent_pb2.GrantConsentRequest, _consent_pb2.GrantConsentResponse]  # type: ignore[assignment]
-    """Records that the patient agreed to a consent text. Granting again in a category
-    that already has a consent makes a new version of it.
+    """Records that the patient agreed to a consent text. A patient has at most one consent
+    per category (and partner clinic): granting again makes a new version of it.
     """
     RejectConsent: _aio.UnaryUnaryMultiCallable[_consent_pb2.RejectConsentRequest, _consent_pb2.RejectConsentResponse]  # type: ignore[assignment]
     """Records that the patient declined a consent text (an explicit deny)."""
@@ -110,12 +125,15 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     WatchConsentChanges: _aio.UnaryStreamMultiCallable[_consent_pb2.WatchConsentChangesRequest, _consent_pb2.WatchConsentChangesResponse]  # type: ignore[assignment]
     """Streams consent changes as they happen, from a sequence number on, so that
     consumers drop cached permits at once. For the session and signaling services.
+    The first response carries no change: it says the watch is established and where
+    it starts. Heartbeats (no change) follow whenever nothing changed for
+    `heartbeat_interval`, so a consumer knows the stream is alive.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_consent_pb2.ListAuditEntriesRequest, _consent_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Lists audit trail entries, oldest first."""
     VerifyAuditTrail: _aio.UnaryUnaryMultiCallable[_consent_pb2.VerifyAuditTrailRequest, _consent_pb2.VerifyAuditTrailResponse]  # type: ignore[assignment]
-    """Walks the whole audit trail and names the first entry that was edited, deleted or
-    reordered.
+    """Walks the whole audit trail and names the first entry that was edited, deleted,
+    reordered or inserted.
     """
 
 class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -124,9 +142,15 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants and revokes only their own consents; clinicians and the session and
-    signaling services may check; a partner clinic may check only sharing consents that
-    name that clinic.
+    A patient grants, rejects and revokes only their own consents, in the app; a clinician
+    records a patient's verbal grant, rejection or revocation. Clinicians and the session
+    and signaling services may check; a partner clinic (token role `partner`, subject = the
+    clinic's id) may check only sharing consents that name that clinic. Only the session
+    and signaling services (and administrators) may watch; administrators read and verify
+    the audit trail, and a patient may read the entries about themselves.
+
+    Refused changes and checks (bad input, a broken rule, a stale version, missing rights)
+    are audited too, as `AUDIT_ACTION_REFUSED` entries.
     """
 
     @_abc_1.abstractmethod
@@ -135,8 +159,8 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _consent_pb2.GrantConsentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_consent_pb2.GrantConsentResponse, _abc.Awaitable[_consent_pb2.GrantConsentResponse]]:
-        """Records that the patient agreed to a consent text. Granting again in a category
-        that already has a consent makes a new version of it.
+        """Records that the patient agreed to a consent text. A patient has at most one consent
+        per category (and partner clinic): granting again makes a new version of it.
         """
 
     @_abc_1.abstractmethod
@@ -200,6 +224,9 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_consent_pb2.WatchConsentChangesResponse], _abc.AsyncIterator[_consent_pb2.WatchConsentChangesResponse]]:
         """Streams consent changes as they happen, from a sequence number on, so that
         consumers drop cached permits at once. For the session and signaling services.
+        The first response carries no change: it says the watch is established and where
+        it starts. Heartbeats (no change) follow whenever nothing changed for
+        `heartbeat_interval`, so a consumer knows the stream is alive.
         """
 
     @_abc_1.abstractmethod
@@ -216,8 +243,8 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _consent_pb2.VerifyAuditTrailRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_consent_pb2.VerifyAuditTrailResponse, _abc.Awaitable[_consent_pb2.VerifyAuditTrailResponse]]:
-        """Walks the whole audit trail and names the first entry that was edited, deleted or
-        reordered.
+        """Walks the whole audit trail and names the first entry that was edited, deleted,
+        reordered or inserted.
         """
 
 def add_ConsentServiceServicer_to_server(servicer: ConsentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

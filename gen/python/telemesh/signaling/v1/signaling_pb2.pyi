@@ -334,7 +334,8 @@ class Joined(_message.Message):
     recording: _builtins.bool
     """Whether recording is on."""
     resume_gap: _builtins.bool
-    """True when the stream resumed from a sequence number older than the buffer holds:
+    """True when the stream resumed from a sequence number the room can no longer replay
+    from (older than its bounded buffer, or from before a restart of the service):
     some events were lost and the client should restart ICE.
     """
     @_builtins.property
@@ -551,7 +552,7 @@ class JoinRoomRequest(_message.Message):
     join_token: _builtins.str
     """The join token from SessionService.IssueJoinToken."""
     resume_after_sequence: _builtins.int
-    """The last sequence number the client saw; 0 on a first join."""
+    """The last sequence number the client saw; 0 on a first join (nothing is replayed)."""
     def __init__(
         self,
         *,
@@ -584,8 +585,10 @@ class JoinRoomResponse(_message.Message):
     ROOM_CLOSED_FIELD_NUMBER: _builtins.int
     KEEPALIVE_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
-    """The event's sequence number in the caller's stream, from 1; keepalives reuse the last
-    number.
+    """The event's sequence number in the caller's own event log, from 1, one more per
+    event. `joined` and `keepalive` are not logged and take no number of their own:
+    `joined` carries the number the replay starts after, a keepalive the last number
+    sent. A client keeps the highest number it has seen and resumes after it.
     """
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
@@ -986,7 +989,9 @@ Global___LeaveRoomResponse: _TypeAlias = LeaveRoomResponse  # noqa: Y015
 
 @_typing.final
 class GetIceServersRequest(_message.Message):
-    """Request for GetIceServers."""
+    """Request for GetIceServers: the servers for the caller, whose user id becomes part of
+    the TURN username.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1114,6 +1119,7 @@ class GetPreCallCheckResponse(_message.Message):
     FRACTION_LOST_FIELD_NUMBER: _builtins.int
     FRAMES_RECEIVED_FIELD_NUMBER: _builtins.int
     AUDIO_FRAMES_RECEIVED_FIELD_NUMBER: _builtins.int
+    JITTER_MS_FIELD_NUMBER: _builtins.int
     state: Global___PreCallCheckState.ValueType
     """The check's state."""
     round_trip_time_ms: _builtins.float
@@ -1124,6 +1130,8 @@ class GetPreCallCheckResponse(_message.Message):
     """Video frames the echo peer received from the caller."""
     audio_frames_received: _builtins.int
     """Audio frames the echo peer received from the caller."""
+    jitter_ms: _builtins.float
+    """Jitter of the caller's video measured by the echo peer, in milliseconds."""
     def __init__(
         self,
         *,
@@ -1132,10 +1140,11 @@ class GetPreCallCheckResponse(_message.Message):
         fraction_lost: _builtins.float = ...,
         frames_received: _builtins.int = ...,
         audio_frames_received: _builtins.int = ...,
+        jitter_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_frames_received", b"audio_frames_received", "fraction_lost", b"fraction_lost", "frames_received", b"frames_received", "round_trip_time_ms", b"round_trip_time_ms", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_frames_received", b"audio_frames_received", "fraction_lost", b"fraction_lost", "frames_received", b"frames_received", "jitter_ms", b"jitter_ms", "round_trip_time_ms", b"round_trip_time_ms", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -113,20 +113,26 @@ class SignalingServiceServicer:
     def JoinRoom(self, request, context):
         """Joins the visit's room and streams its events. A client whose stream dropped calls
         it again with the last sequence number it saw and receives the events it missed.
+        A newer stream of the same participant replaces an older one, which ends with
+        ABORTED (reason `STREAM_SUPERSEDED`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SendSessionDescription(self, request, context):
-        """Sends an offer, an answer or a rollback to the other participant.
+        """Sends an offer, an answer or a rollback to the other participant. Before the
+        clinician has admitted the patient nothing is relayed (FAILED_PRECONDITION, reason
+        `NOT_ADMITTED`); SDP over the size cap is INVALID_ARGUMENT; a sender over its rate
+        is RESOURCE_EXHAUSTED. Idempotent on `request_id` while the room lives.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SendIceCandidates(self, request, context):
-        """Sends a batch of ICE candidates (trickled or all at once) to the other participant.
+        """Sends a batch of ICE candidates (trickled or all at once) to the other participant,
+        under the same rules as SendSessionDescription.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,11 +44,19 @@ class SignalingServiceStub:
     JoinRoom: _grpc.UnaryStreamMultiCallable[_signaling_pb2.JoinRoomRequest, _signaling_pb2.JoinRoomResponse]
     """Joins the visit's room and streams its events. A client whose stream dropped calls
     it again with the last sequence number it saw and receives the events it missed.
+    A newer stream of the same participant replaces an older one, which ends with
+    ABORTED (reason `STREAM_SUPERSEDED`).
     """
     SendSessionDescription: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.SendSessionDescriptionRequest, _signaling_pb2.SendSessionDescriptionResponse]
-    """Sends an offer, an answer or a rollback to the other participant."""
+    """Sends an offer, an answer or a rollback to the other participant. Before the
+    clinician has admitted the patient nothing is relayed (FAILED_PRECONDITION, reason
+    `NOT_ADMITTED`); SDP over the size cap is INVALID_ARGUMENT; a sender over its rate
+    is RESOURCE_EXHAUSTED. Idempotent on `request_id` while the room lives.
+    """
     SendIceCandidates: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.SendIceCandidatesRequest, _signaling_pb2.SendIceCandidatesResponse]
-    """Sends a batch of ICE candidates (trickled or all at once) to the other participant."""
+    """Sends a batch of ICE candidates (trickled or all at once) to the other participant,
+    under the same rules as SendSessionDescription.
+    """
     AdmitPatient: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.AdmitPatientRequest, _signaling_pb2.AdmitPatientResponse]
     """The clinician admits the waiting patient: the visit is in progress and the
     patient's messages are relayed from then on.
@@ -88,11 +96,19 @@ class SignalingServiceAsyncStub(SignalingServiceStub):
     JoinRoom: _aio.UnaryStreamMultiCallable[_signaling_pb2.JoinRoomRequest, _signaling_pb2.JoinRoomResponse]  # type: ignore[assignment]
     """Joins the visit's room and streams its events. A client whose stream dropped calls
     it again with the last sequence number it saw and receives the events it missed.
+    A newer stream of the same participant replaces an older one, which ends with
+    ABORTED (reason `STREAM_SUPERSEDED`).
     """
     SendSessionDescription: _aio.UnaryUnaryMultiCallable[_signaling_pb2.SendSessionDescriptionRequest, _signaling_pb2.SendSessionDescriptionResponse]  # type: ignore[assignment]
-    """Sends an offer, an answer or a rollback to the other participant."""
+    """Sends an offer, an answer or a rollback to the other participant. Before the
+    clinician has admitted the patient nothing is relayed (FAILED_PRECONDITION, reason
+    `NOT_ADMITTED`); SDP over the size cap is INVALID_ARGUMENT; a sender over its rate
+    is RESOURCE_EXHAUSTED. Idempotent on `request_id` while the room lives.
+    """
     SendIceCandidates: _aio.UnaryUnaryMultiCallable[_signaling_pb2.SendIceCandidatesRequest, _signaling_pb2.SendIceCandidatesResponse]  # type: ignore[assignment]
-    """Sends a batch of ICE candidates (trickled or all at once) to the other participant."""
+    """Sends a batch of ICE candidates (trickled or all at once) to the other participant,
+    under the same rules as SendSessionDescription.
+    """
     AdmitPatient: _aio.UnaryUnaryMultiCallable[_signaling_pb2.AdmitPatientRequest, _signaling_pb2.AdmitPatientResponse]  # type: ignore[assignment]
     """The clinician admits the waiting patient: the visit is in progress and the
     patient's messages are relayed from then on.
@@ -135,6 +151,8 @@ class SignalingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_signaling_pb2.JoinRoomResponse], _abc.AsyncIterator[_signaling_pb2.JoinRoomResponse]]:
         """Joins the visit's room and streams its events. A client whose stream dropped calls
         it again with the last sequence number it saw and receives the events it missed.
+        A newer stream of the same participant replaces an older one, which ends with
+        ABORTED (reason `STREAM_SUPERSEDED`).
         """
 
     @_abc_1.abstractmethod
@@ -143,7 +161,11 @@ class SignalingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _signaling_pb2.SendSessionDescriptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_signaling_pb2.SendSessionDescriptionResponse, _abc.Awaitable[_signaling_pb2.SendSessionDescriptionResponse]]:
-        """Sends an offer, an answer or a rollback to the other participant."""
+        """Sends an offer, an answer or a rollback to the other participant. Before the
+        clinician has admitted the patient nothing is relayed (FAILED_PRECONDITION, reason
+        `NOT_ADMITTED`); SDP over the size cap is INVALID_ARGUMENT; a sender over its rate
+        is RESOURCE_EXHAUSTED. Idempotent on `request_id` while the room lives.
+        """
 
     @_abc_1.abstractmethod
     def SendIceCandidates(
@@ -151,7 +173,9 @@ class SignalingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _signaling_pb2.SendIceCandidatesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_signaling_pb2.SendIceCandidatesResponse, _abc.Awaitable[_signaling_pb2.SendIceCandidatesResponse]]:
-        """Sends a batch of ICE candidates (trickled or all at once) to the other participant."""
+        """Sends a batch of ICE candidates (trickled or all at once) to the other participant,
+        under the same rules as SendSessionDescription.
+        """
 
     @_abc_1.abstractmethod
     def AdmitPatient(

@@ -1,0 +1,130 @@
+"""Audited checks in batches: many checks, one transaction, one commit.
+
+Every check is appended to the audit trail before its answer leaves the service, and
+appends are serialized. Committing each check alone would make concurrent checks queue
+for one disk flush each; instead the checks that arrive while a batch is being written
+are judged and appended together in the next one (group commit). Judging inside the
+transaction that holds the chain's lock also makes the trail tell the truth about order:
+a check appended after a revocation has seen it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_consent import audit_chain, ledger
+from svc_consent.audit_chain import AuditDraft
+from svc_consent.decisions import Judgement, decide
+from svc_consent.requests import CheckRequest
+from telemesh.auth import Principal
+from telemesh.consent.v1 import consent_pb2
+from telemesh.db import Database
+
+logger = logging.getLogger("svc_consent.checks")
+
+
+@dataclass(frozen=True)
+class CheckAnswer:
+    judgement: Judgement
+    change_sequence: int
+
+
+@dataclass
+class _Pending:
+    request: CheckRequest
+    principal: Principal
+    answer: asyncio.Future[CheckAnswer]
+
+
+def _draft(pending: _Pending, judgement: Judgement) -> AuditDraft:
+    request, principal = pending.request, pending.principal
+    outcome = judgement.outcome()
+    if request.at is not None:
+        outcome += f" at={audit_chain.format_instant(request.at)}"
+    version = judgement.version
+    return AuditDraft(
+        action=consent_pb2.AUDIT_ACTION_CHECK,
+        actor_id=principal.subject,
+        actor_role=principal.role,
+        outcome=outcome,
+        patient_id=request.key.patient_id,
+        category=request.key.category,
+        consent_id=version.consent_id if version is not None else "",
+        consent_version=version.version if version is not None else 0,
+    )
+
+
+def _in_the_past(request: CheckRequest, now: datetime) -> bool:
+    return request.at is not None and request.at < now
+
+
+class CheckBatcher:
+    def __init__(self, db: Database, max_batch: int = 128) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def check(self, request: CheckRequest, principal: Principal) -> CheckAnswer:
+        """Judges and audits one check; returns once its audit entry is committed."""
+        answer: asyncio.Future[CheckAnswer] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(request, principal, answer))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_batches())
+        return await answer
+
+    async def _write_batches(self) -> None:
+        try:
+            while self._queue:
+                batch = [p for p in self._queue[: self.max_batch] if not p.answer.done()]
+                del self._queue[: self.max_batch]
+                if not batch:
+                    continue
+                try:
+                    answers = await self.db.run_write(partial(self._judge_all, batch=batch))
+                except Exception as error:
+                    logger.error("audited check batch failed", exc_info=True)
+                    for pending in batch:
+                        if not pending.answer.done():
+                            pending.answer.set_exception(error)
+                    continue
+                for pending, answer in zip(batch, answers, strict=True):
+                    if not pending.answer.done():
+                        pending.answer.set_result(answer)
+        finally:
+            self._writer = None
+
+    async def _judge_all(
+        self, session: AsyncSession, *, batch: list[_Pending]
+    ) -> list[CheckAnswer]:
+        head = await audit_chain.lock_head(session)
+        change_sequence = await ledger.head_change_sequence(session)
+        now = datetime.now(UTC)
+        # Checks about now (the usual case) read the newest versions in one query; a
+        # check about a past instant reads the version in force then.
+        newest = await ledger.newest_versions(
+            session, [p.request.key for p in batch if not _in_the_past(p.request, now)]
+        )
+        judgements: list[Judgement] = []
+        for pending in batch:
+            key, at = pending.request.key, pending.request.at
+            if at is not None and at < now:
+                version = await ledger.version_recorded_by(session, key, at)
+            else:
+                version = newest.get(key)
+            judgements.append(decide([version], at or now))
+        await audit_chain.append(
+            session, head, [_draft(p, j) for p, j in zip(batch, judgements, strict=True)]
+        )
+        return [CheckAnswer(j, change_sequence) for j in judgements]
+
+    async def close(self) -> None:
+        """Lets the batch being written finish."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)

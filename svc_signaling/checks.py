@@ -1,0 +1,91 @@
+"""Input checks for uplink messages: allow-listed types and capped sizes.
+
+SDP and candidates are checked for shape and size only; their content (which holds IP
+addresses) is never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+from svc_signaling.settings import SignalingSettings
+from telemesh.signaling.v1 import signaling_pb2
+from telemesh.validation import Violations
+
+RELAYED_SDP_TYPES = frozenset(
+    {
+        signaling_pb2.SDP_TYPE_OFFER,
+        signaling_pb2.SDP_TYPE_ANSWER,
+        signaling_pb2.SDP_TYPE_PRANSWER,
+        signaling_pb2.SDP_TYPE_ROLLBACK,
+    }
+)
+REPORTED_STATES = frozenset(
+    {
+        signaling_pb2.CONNECTION_STATE_CONNECTING,
+        signaling_pb2.CONNECTION_STATE_CONNECTED,
+        signaling_pb2.CONNECTION_STATE_DISCONNECTED,
+        signaling_pb2.CONNECTION_STATE_FAILED,
+        signaling_pb2.CONNECTION_STATE_CLOSED,
+    }
+)
+MAX_ROOM_ID = 64
+MAX_MID = 64
+MAX_UFRAG = 256
+MAX_MLINE_INDEX = 1023
+
+
+def room_id(check: Violations, value: str) -> None:
+    if check.required("room_id", value):
+        check.max_length("room_id", value, MAX_ROOM_ID)
+
+
+def description(
+    check: Violations,
+    field: str,
+    value: signaling_pb2.SessionDescription,
+    settings: SignalingSettings,
+    allowed: frozenset[int] = RELAYED_SDP_TYPES,
+) -> None:
+    if value.type not in allowed:
+        check.add(f"{field}.type", "is not an allowed session description type")
+        return
+    size = len(value.sdp.encode())
+    if value.type == signaling_pb2.SDP_TYPE_ROLLBACK:
+        check.check(size == 0, f"{field}.sdp", "must be empty for a rollback")
+        return
+    if not check.required(f"{field}.sdp", value.sdp):
+        return
+    if size > settings.max_sdp_bytes:
+        check.add(f"{field}.sdp", f"must be at most {settings.max_sdp_bytes} bytes")
+    elif not value.sdp.startswith("v=0"):
+        check.add(f"{field}.sdp", "is not SDP (must start with v=0)")
+
+
+def candidates(
+    check: Violations, values: list[signaling_pb2.IceCandidate], settings: SignalingSettings
+) -> None:
+    limit = settings.max_candidates_per_batch
+    if not 1 <= len(values) <= limit:
+        check.add("candidates", f"must hold 1 to {limit} candidates")
+        return
+    for index, candidate in enumerate(values):
+        field = f"candidates[{index}]"
+        line = candidate.candidate
+        if len(line.encode()) > settings.max_candidate_bytes:
+            check.add(f"{field}.candidate", f"must be at most {settings.max_candidate_bytes} bytes")
+        elif line and not line.startswith("candidate:"):
+            check.add(f"{field}.candidate", "must start with 'candidate:' (or be empty)")
+        check.max_length(f"{field}.sdp_mid", candidate.sdp_mid, MAX_MID)
+        check.max_length(f"{field}.username_fragment", candidate.username_fragment, MAX_UFRAG)
+        check.check(
+            0 <= candidate.sdp_mline_index <= MAX_MLINE_INDEX,
+            f"{field}.sdp_mline_index",
+            f"must be 0 to {MAX_MLINE_INDEX}",
+        )
+
+
+def quality(check: Violations, value: signaling_pb2.CallQuality) -> None:
+    check.check(value.round_trip_time_ms >= 0, "quality.round_trip_time_ms", "must be >= 0")
+    check.check(0 <= value.fraction_lost <= 1, "quality.fraction_lost", "must be 0 to 1")
+    check.check(value.jitter_ms >= 0, "quality.jitter_ms", "must be >= 0")
+    check.check(value.frames_received >= 0, "quality.frames_received", "must be >= 0")
+    check.check(value.audio_packets_received >= 0, "quality.audio_packets_received", "must be >= 0")

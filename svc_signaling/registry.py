@@ -1,0 +1,142 @@
+"""The rooms this process serves: durable records, and their live state in memory.
+
+A room is created by its visit's first join (one per visit, enforced by a unique
+visit id) with an unguessable id. A restarted process loads a room's record on first
+use, so admission and recording survive; its event logs start empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import exc
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from svc_signaling.join_tokens import JoinClaims
+from svc_signaling.models import RoomRecord
+from svc_signaling.rooms import Limits, Room
+from telemesh.db import Database
+from telemesh.errors import NotFound
+from telemesh.signaling.v1 import signaling_pb2
+
+
+def close_reason_value(name: str) -> int:
+    return signaling_pb2.RoomCloseReason.Value(name) if name else 0
+
+
+class RoomRegistry:
+    def __init__(self, db: Database, limits: Limits) -> None:
+        self.db = db
+        self.limits = limits
+        self._rooms: dict[str, Room] = {}
+        self._room_of_visit: dict[str, str] = {}
+        self._loading = asyncio.Lock()
+
+    def cached(self) -> list[Room]:
+        return list(self._rooms.values())
+
+    def _adopt(self, record: RoomRecord) -> Room:
+        room = self._rooms.get(record.room_id)
+        if room is None:
+            room = Room(
+                room_id=record.room_id,
+                visit_id=record.visit_id,
+                patient_id=record.patient_id,
+                clinician_id=record.clinician_id,
+                admitted=record.admitted,
+                recording=record.recording,
+                close_reason=close_reason_value(record.close_reason),
+                limits=self.limits,
+            )
+            self._rooms[room.room_id] = room
+            self._room_of_visit[room.visit_id] = room.room_id
+        return room
+
+    async def for_join(self, claims: JoinClaims) -> Room:
+        """The visit's room, created on its first join."""
+        room_id = self._room_of_visit.get(claims.visit_id)
+        if room_id is not None:
+            return self._rooms[room_id]
+        async with self._loading:
+            room_id = self._room_of_visit.get(claims.visit_id)
+            if room_id is not None:
+                return self._rooms[room_id]
+            async with self.db.read() as session:
+                record = (
+                    await session.exec(
+                        select(RoomRecord).where(col(RoomRecord.visit_id) == claims.visit_id)
+                    )
+                ).first()
+            if record is None:
+                record = await self._create(claims)
+            return self._adopt(record)
+
+    async def _create(self, claims: JoinClaims) -> RoomRecord:
+        now = datetime.now(UTC)
+        record = RoomRecord(
+            room_id=secrets.token_urlsafe(24),
+            visit_id=claims.visit_id,
+            patient_id=claims.patient_id,
+            clinician_id=claims.clinician_id,
+            create_time=now,
+            update_time=now,
+        )
+
+        async def insert(session: AsyncSession) -> RoomRecord:
+            session.add(record)
+            await session.flush()
+            return record
+
+        try:
+            return await self.db.run_write(insert)
+        except exc.IntegrityError:
+            # Another replica created it first.
+            async with self.db.read() as session:
+                found = (
+                    await session.exec(
+                        select(RoomRecord).where(col(RoomRecord.visit_id) == claims.visit_id)
+                    )
+                ).one()
+            return found
+
+    async def get(self, room_id: str) -> Room:
+        """A room by id (uplink calls); NotFound when no such room exists."""
+        room = self._rooms.get(room_id)
+        if room is not None:
+            return room
+        async with self._loading:
+            room = self._rooms.get(room_id)
+            if room is not None:
+                return room
+            async with self.db.read() as session:
+                record = await session.get(RoomRecord, room_id)
+            if record is None:
+                raise NotFound("room", room_id)
+            return self._adopt(record)
+
+    async def of_patient(self, patient_id: str) -> list[Room]:
+        """The patient's open rooms (for consent changes)."""
+        async with self.db.read() as session:
+            records = (
+                await session.exec(
+                    select(RoomRecord).where(
+                        col(RoomRecord.patient_id) == patient_id, col(RoomRecord.close_reason) == ""
+                    )
+                )
+            ).all()
+        async with self._loading:
+            return [self._adopt(record) for record in records]
+
+    async def with_open_period(self) -> list[Room]:
+        """Rooms whose call the session service counts as connected (after a restart)."""
+        async with self.db.read() as session:
+            records = (
+                await session.exec(
+                    select(RoomRecord).where(col(RoomRecord.connected_since).is_not(None))
+                )
+            ).all()
+        async with self._loading:
+            return [self._adopt(record) for record in records]

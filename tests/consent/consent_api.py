@@ -1,0 +1,178 @@
+"""A small client of ConsentService for tests: calls as a chosen caller, and the details
+of failed calls."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
+from sqlalchemy import Engine, create_engine
+
+from telemesh.consent.v1 import consent_pb2 as P
+from telemesh.consent.v1 import consent_pb2_grpc
+from telemesh.db import sync_url
+from tests.harness import Stack, new_request_id
+
+T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
+
+TEXT_SHA256 = hashlib.sha256(b"Telehealth consent text, version 2026-03").hexdigest()
+TELEHEALTH = P.CONSENT_CATEGORY_TELEHEALTH
+RECORDING = P.CONSENT_CATEGORY_RECORDING
+SHARING = P.CONSENT_CATEGORY_PARTNER_SHARING
+
+
+def new_patient() -> str:
+    return f"p-{uuid.uuid4().hex[:10]}"
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    """The error of a call that must fail."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def _status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    raise AssertionError("the error carries no google.rpc.Status")
+
+
+def reason(error: grpc.aio.AioRpcError) -> str:
+    for detail in _status(error).details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    raise AssertionError("the error carries no ErrorInfo")
+
+
+def bad_fields(error: grpc.aio.AioRpcError) -> set[str]:
+    for detail in _status(error).details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            return {violation.field for violation in bad.field_violations}
+    return set()
+
+
+class ConsentApi:
+    """ConsentService called as whoever a test says (a patient by default for changes,
+    a clinician for checks, an administrator for the audit trail)."""
+
+    def __init__(self, stack: Stack, channel: grpc.aio.Channel) -> None:
+        self.stack = stack
+        self.tokens = stack.tokens
+        self.stub = consent_pb2_grpc.ConsentServiceStub(channel)
+        self.admin = self.tokens.role("admin", "admin-1")
+        self.clinician = self.tokens.clinician("c-1")
+
+    async def grant(
+        self, patient_id: str, category: P.ConsentCategory.ValueType = TELEHEALTH, **fields: Any
+    ) -> P.Consent:
+        caller = fields.pop("caller", None) or self.tokens.patient(patient_id)
+        request = P.GrantConsentRequest(
+            request_id=new_request_id(),
+            patient_id=patient_id,
+            category=category,
+            text_version="2026-03",
+            text_sha256=TEXT_SHA256,
+        )
+        for name, value in fields.items():
+            if isinstance(value, datetime):
+                getattr(request, name).CopyFrom(timestamp(value))
+            else:
+                setattr(request, name, value)
+        response = await self.stub.GrantConsent(request, metadata=caller)
+        return response.consent
+
+    async def reject(
+        self, patient_id: str, category: P.ConsentCategory.ValueType = TELEHEALTH, **fields: Any
+    ) -> P.Consent:
+        caller = fields.pop("caller", None) or self.tokens.patient(patient_id)
+        request = P.RejectConsentRequest(
+            request_id=new_request_id(),
+            patient_id=patient_id,
+            category=category,
+            text_version="2026-03",
+            text_sha256=TEXT_SHA256,
+            **fields,
+        )
+        response = await self.stub.RejectConsent(request, metadata=caller)
+        return response.consent
+
+    async def revoke(self, consent: P.Consent, caller: Metadata | None = None) -> P.Consent:
+        response = await self.stub.RevokeConsent(
+            P.RevokeConsentRequest(
+                request_id=new_request_id(),
+                consent_id=consent.consent_id,
+                expected_version=consent.version,
+            ),
+            metadata=caller or self.tokens.patient(consent.patient_id),
+        )
+        return response.consent
+
+    async def check(
+        self,
+        patient_id: str,
+        category: P.ConsentCategory.ValueType = TELEHEALTH,
+        partner_clinic_id: str = "",
+        *,
+        at: datetime | None = None,
+        caller: Metadata | None = None,
+    ) -> P.CheckConsentResponse:
+        request = P.CheckConsentRequest(
+            patient_id=patient_id, category=category, partner_clinic_id=partner_clinic_id
+        )
+        if at is not None:
+            request.at_time.CopyFrom(timestamp(at))
+        return await self.stub.CheckConsent(request, metadata=caller or self.clinician)
+
+    async def versions(self, consent_id: str) -> list[P.Consent]:
+        response = await self.stub.ListConsentVersions(
+            P.ListConsentVersionsRequest(consent_id=consent_id), metadata=self.admin
+        )
+        return list(response.versions)
+
+    async def audit(self, patient_id: str = "") -> list[P.AuditEntry]:
+        """Every audit entry (about one patient), through every page."""
+        entries: list[P.AuditEntry] = []
+        token = ""
+        while True:
+            page = await self.stub.ListAuditEntries(
+                P.ListAuditEntriesRequest(patient_id=patient_id, page_size=500, page_token=token),
+                metadata=self.admin,
+            )
+            entries.extend(page.entries)
+            token = page.next_page_token
+            if not token:
+                return entries
+
+    async def verify(self) -> P.VerifyAuditTrailResponse:
+        return await self.stub.VerifyAuditTrail(P.VerifyAuditTrailRequest(), metadata=self.admin)
+
+
+@asynccontextmanager
+async def consent_api(stack: Stack) -> AsyncIterator[ConsentApi]:
+    async with stack.channel("consent") as channel:
+        yield ConsentApi(stack, channel)
+
+
+def consent_database(stack: Stack) -> Engine:
+    """A direct connection to the consent service's own database (for tampering)."""
+    url = stack["consent"].env["TELEMESH_DATABASE_URL"]
+    return create_engine(sync_url(url))
