@@ -15,8 +15,9 @@ from svc_session.settings import SessionSettings
 from telemesh.app import ServiceAppBase
 from telemesh.auth import Principal
 from telemesh.config import RuntimeSettings, load
-from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
-from telemesh.errors import TelemeshError, from_rpc_error
+from telemesh.consent.v1 import consent_pb2
+from telemesh.consent_watch import ConsentWatcher
+from telemesh.errors import TelemeshError
 from telemesh.field_crypto import FieldCipher, FieldKeys
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.logs import log
@@ -48,6 +49,7 @@ class SessionApp(ServiceAppBase):
             self.session_settings.join_key_dir or own / "join-token-key"
         )
         self.relay: OutboxRelay | None = None
+        self.consent: ConsentWatcher | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def register(self, server: grpc.aio.Server) -> None:
@@ -56,25 +58,20 @@ class SessionApp(ServiceAppBase):
             self.relay = OutboxRelay(self.db, grpc_deliverer(self.clients.channel))
             self.relay.start()
         self._sweeper = asyncio.create_task(self._sweep_no_shows(), name="no-show-sweeper")
+        self.consent = ConsentWatcher(self.clients, max_staleness_seconds=1.0)
+        await self.consent.start()
 
     def outbox_committed(self) -> None:
         if self.relay is not None:
             self.relay.wake()
 
     async def telehealth_permitted(self, patient_id: str) -> bool:
-        """Asks the consent service; any failure to get an answer is a refusal."""
-        stub = consent_pb2_grpc.ConsentServiceStub(self.clients.channel("consent"))
-        try:
-            answer = await stub.CheckConsent(
-                consent_pb2.CheckConsentRequest(
-                    patient_id=patient_id,
-                    category=consent_pb2.ConsentCategory.CONSENT_CATEGORY_TELEHEALTH,
-                ),
-                timeout=3,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error, "consent") from None
-        return bool(answer.decision == consent_pb2.Decision.DECISION_PERMIT)
+        """Asks consent (through the watcher's cache, which a revocation clears within a
+        second); no answer raises Unavailable: no token (fail closed)."""
+        assert self.consent is not None, "the app has not started"
+        return await self.consent.is_permitted(
+            patient_id, consent_pb2.ConsentCategory.CONSENT_CATEGORY_TELEHEALTH
+        )
 
     async def _sweep_no_shows(self) -> None:
         grace = timedelta(minutes=self.session_settings.no_show_grace_minutes)
@@ -102,6 +99,8 @@ class SessionApp(ServiceAppBase):
     async def drain(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.consent is not None:
+            await self.consent.stop()
         if self.relay is not None:
             await self.relay.stop()
 

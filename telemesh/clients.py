@@ -48,6 +48,10 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.enable_retries", 1),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # A peer that restarts is back in a second or two: reconnect that fast rather than
+    # after gRPC's default backoff of up to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 )
 
 SERVICE_TOKEN_TTL = 3600
