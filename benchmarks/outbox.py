@@ -70,11 +70,11 @@ async def run(home: Path) -> None:
         {"TELEMESH_OUTBOX_RELAY": "0", "TELEMESH_JOIN_WINDOW_BEFORE_MINUTES": "100000"},
     )
     with contextlib.closing(stack):
-        stack.start("session", "billing")
+        stack.start("session", "billing", "signaling")
         await _complete_visits(stack, EVENTS)
         session_db = Database(stack["session"].env["TELEMESH_DATABASE_URL"])
         try:
-            waiting, _ = await backlog(session_db)
+            waiting, _ = await backlog(session_db, "billing")
             assert waiting == EVENTS, waiting
             relay = ManagedProcess(
                 "relay",
@@ -85,13 +85,13 @@ async def run(home: Path) -> None:
             ).start()
             try:
                 # Polls another process's database: there is nothing to await instead.
-                while (await backlog(session_db))[0] == EVENTS:  # noqa: ASYNC110
+                while (await backlog(session_db, "billing"))[0] == EVENTS:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 began = time.perf_counter()
                 left = EVENTS
                 while left:
                     await asyncio.sleep(0.02)
-                    left, dead = await backlog(session_db)
+                    left, dead = await backlog(session_db, "billing")
                     assert not dead, "no event may be refused"
                 drained = time.perf_counter() - began
             finally:

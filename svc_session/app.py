@@ -90,6 +90,7 @@ class SessionApp(ServiceAppBase):
                         await self.db.run_write(mark)
                     except TelemeshError:
                         continue  # someone checked in or cancelled meanwhile
+                    self.outbox_committed()
                     log(logger, logging.INFO, "visit marked no-show", visit_id=visit_id)
             except asyncio.CancelledError:
                 raise

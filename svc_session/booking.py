@@ -15,7 +15,7 @@ from sqlalchemy import delete, exc
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session import schedule
+from svc_session import room_events, schedule
 from svc_session.availability import slot_ending
 from svc_session.models import (
     BLOCK_MINUTES,
@@ -38,6 +38,7 @@ from telemesh import metrics
 from telemesh.auth import Principal, current_principal
 from telemesh.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from telemesh.session.v1 import session_pb2
+from telemesh.signaling.v1 import signaling_pb2
 from telemesh.tracing.visit import new_visit_traceparent, trace_id_of, visit_span
 from telemesh.validation import Violations
 
@@ -166,6 +167,7 @@ async def cancel(
         transition(session, visit, S.VISIT_STATE_CANCELLED, principal, datetime.now(UTC))
         visit.cancel_reason = request.reason
         await _release(session, visit.visit_id)
+        room_events.close_room(session, visit, signaling_pb2.ROOM_CLOSE_REASON_VISIT_CANCELLED)
         await session.flush()
         metrics.count("telemesh.visits.cancelled", "Visits cancelled")
         return session_pb2.CancelVisitResponse(visit=await to_proto(session, visit))
@@ -222,6 +224,7 @@ async def mark_no_show(
             )
         transition(session, visit, S.VISIT_STATE_NO_SHOW, principal, now)
         await _release(session, visit.visit_id)
+        room_events.close_room(session, visit, signaling_pb2.ROOM_CLOSE_REASON_NO_SHOW)
         await session.flush()
         metrics.count("telemesh.visits.no_show", "Visits marked no-show")
         return session_pb2.MarkNoShowResponse(visit=await to_proto(session, visit))

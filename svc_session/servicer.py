@@ -118,13 +118,15 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def CancelVisit(
         self, request: P.CancelVisitRequest, context: Context
     ) -> P.CancelVisitResponse:
-        return await run_idempotent(
+        response = await run_idempotent(
             self.db,
             "CancelVisit",
             request,
             P.CancelVisitResponse,
             lambda s: booking.cancel(s, request),
         )
+        self.app.outbox_committed()
+        return response
 
     async def RescheduleVisit(
         self, request: P.RescheduleVisitRequest, context: Context
@@ -141,13 +143,15 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: P.MarkNoShowRequest, context: Context
     ) -> P.MarkNoShowResponse:
         grace = timedelta(minutes=self.app.session_settings.no_show_grace_minutes)
-        return await run_idempotent(
+        response = await run_idempotent(
             self.db,
             "MarkNoShow",
             request,
             P.MarkNoShowResponse,
             lambda s: booking.mark_no_show(s, request, grace),
         )
+        self.app.outbox_committed()
+        return response
 
     # --- the visit's life --------------------------------------------------------------
 

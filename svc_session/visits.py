@@ -10,6 +10,7 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from svc_session import room_events
 from svc_session.models import ClinicianRow, ConnectedPeriodRow, VisitRow, VisitTransitionRow
 from svc_session.visit_store import (
     closed_seconds,
@@ -29,6 +30,7 @@ from telemesh.errors import FailedPrecondition, PermissionDenied
 from telemesh.outbox import enqueue
 from telemesh.paging import decode_token, encode_token, page_size
 from telemesh.session.v1 import session_pb2
+from telemesh.signaling.v1 import signaling_pb2
 from telemesh.tracing.visit import record_visit_root
 from telemesh.validation import Violations
 
@@ -271,6 +273,7 @@ async def complete(
             audio_only=visit.audio_only,
             diagnosis_codes=codes,
         )
+        room_events.close_room(session, visit, signaling_pb2.ROOM_CLOSE_REASON_VISIT_ENDED)
         enqueue(
             session,
             target="billing",

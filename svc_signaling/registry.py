@@ -117,6 +117,20 @@ class RoomRegistry:
                 raise NotFound("room", room_id)
             return self._adopt(record)
 
+    async def of_visit(self, visit_id: str) -> Room | None:
+        """The visit's room, if it was ever opened."""
+        room_id = self._room_of_visit.get(visit_id)
+        if room_id is not None:
+            return self._rooms[room_id]
+        async with self.db.read() as session:
+            record = (
+                await session.exec(select(RoomRecord).where(col(RoomRecord.visit_id) == visit_id))
+            ).first()
+        if record is None:
+            return None
+        async with self._loading:
+            return self._adopt(record)
+
     async def of_patient(self, patient_id: str) -> list[Room]:
         """The patient's open rooms (for consent changes)."""
         async with self.db.read() as session:

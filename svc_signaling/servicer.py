@@ -28,7 +28,7 @@ from svc_signaling.rooms import (
     other,
 )
 from telemesh import metrics
-from telemesh.auth import Principal, current_principal, require_role
+from telemesh.auth import Principal, current_principal, require_role, require_service
 from telemesh.errors import (
     FailedPrecondition,
     NotFound,
@@ -47,6 +47,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("telemesh.signaling")
 R = TypeVar("R", bound=Message)
 Context = grpc.aio.ServicerContext[Any, Any]
+
+# Why the session service may close a room: the visit is over.
+ENDINGS = frozenset(
+    {
+        signaling_pb2.ROOM_CLOSE_REASON_VISIT_ENDED,
+        signaling_pb2.ROOM_CLOSE_REASON_VISIT_CANCELLED,
+        signaling_pb2.ROOM_CLOSE_REASON_NO_SHOW,
+    }
+)
 
 ENDING_STATES = frozenset(
     {
@@ -467,6 +476,22 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         return self.app.precall.get(
             (principal.role, principal.subject), request.check_id
         ).response()
+
+    async def CloseRoom(
+        self, request: signaling_pb2.CloseRoomRequest, context: Context
+    ) -> signaling_pb2.CloseRoomResponse:
+        require_service("session")
+        check = Violations()
+        check.required("visit_id", request.visit_id)
+        check.check(
+            request.reason in ENDINGS, "reason", "must be VISIT_ENDED, VISIT_CANCELLED or NO_SHOW"
+        )
+        check.raise_if_any()
+        room = await self.app.registry.of_visit(request.visit_id)
+        if room is None or room.closed:
+            return signaling_pb2.CloseRoomResponse(closed=False)
+        await self.close_room(room, request.reason)
+        return signaling_pb2.CloseRoomResponse(closed=True)
 
     # --- changes from elsewhere -----------------------------------------------------
 

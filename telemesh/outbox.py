@@ -292,19 +292,23 @@ class OutboxRelay:
         )
 
 
-async def backlog(db: Database) -> tuple[int, int]:
-    """(events waiting for delivery, dead letters), for the backlog gauge and tests."""
+async def backlog(db: Database, target: str | None = None) -> tuple[int, int]:
+    """(events waiting for delivery, dead letters), for one target service or all; for
+    the backlog gauge and tests."""
+    waiting_query = (
+        select(func.count())
+        .select_from(OutboxEvent)
+        .where(col(OutboxEvent.delivered_time).is_(None), col(OutboxEvent.dead_time).is_(None))
+    )
+    dead_query = (
+        select(func.count()).select_from(OutboxEvent).where(col(OutboxEvent.dead_time).isnot(None))
+    )
+    if target is not None:
+        waiting_query = waiting_query.where(OutboxEvent.target == target)
+        dead_query = dead_query.where(OutboxEvent.target == target)
     async with db.read() as session:
-        waiting = await session.exec(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(col(OutboxEvent.delivered_time).is_(None), col(OutboxEvent.dead_time).is_(None))
-        )
-        dead = await session.exec(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(col(OutboxEvent.dead_time).isnot(None))
-        )
+        waiting = await session.exec(waiting_query)
+        dead = await session.exec(dead_query)
         return int(waiting.one()), int(dead.one())
 
 

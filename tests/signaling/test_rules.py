@@ -490,3 +490,54 @@ async def test_pre_call_checks_refuse_bad_offers_outsiders_and_unknown_ids(
         stub.GetPreCallCheck(S.GetPreCallCheckRequest(check_id="nope"), metadata=patient)
     )
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("ending", "reason"),
+    [
+        ("complete", S.ROOM_CLOSE_REASON_VISIT_ENDED),
+        ("cancel", S.ROOM_CLOSE_REASON_VISIT_CANCELLED),
+    ],
+)
+async def test_the_room_closes_when_the_visit_is_over(
+    flows: Flows, channel: grpc.aio.Channel, ending: str, reason: int
+) -> None:
+    stub = signaling_stub(channel)
+    async with room(flows, channel) as (visit, patient, clinician, room_id):
+        if ending == "complete":
+            await stub.AdmitPatient(
+                S.AdmitPatientRequest(request_id=rid(), room_id=room_id), metadata=visit.clinician
+            )
+            await flows.complete(visit)
+        else:
+            await flows.session.CancelVisit(
+                session_pb2.CancelVisitRequest(
+                    request_id=rid(),
+                    visit_id=visit.visit_id,
+                    reason=session_pb2.CANCEL_REASON_PATIENT_REQUEST,
+                ),
+                metadata=visit.patient,
+            )
+        # The session service's outbox brings the close to signaling.
+        for stream in (patient, clinician):
+            closed = await stream.wait("room_closed")
+            assert closed.room_closed.reason == reason
+        error = await refused(
+            stub.SendSessionDescription(
+                S.SendSessionDescriptionRequest(
+                    request_id=rid(), room_id=room_id, description=OFFER
+                ),
+                metadata=visit.clinician,
+            )
+        )
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # Only the session service may close a room.
+    error = await refused(
+        stub.CloseRoom(
+            S.CloseRoomRequest(
+                request_id=rid(), visit_id=visit.visit_id, reason=S.ROOM_CLOSE_REASON_VISIT_ENDED
+            ),
+            metadata=visit.clinician,
+        )
+    )
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED

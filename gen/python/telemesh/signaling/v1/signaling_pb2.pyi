@@ -126,6 +126,8 @@ class _RoomCloseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RoomC
     """The patient's telehealth consent was revoked."""
     ROOM_CLOSE_REASON_VISIT_CANCELLED: _RoomCloseReason.ValueType  # 3
     """The visit was cancelled."""
+    ROOM_CLOSE_REASON_NO_SHOW: _RoomCloseReason.ValueType  # 4
+    """The patient did not come: the visit was marked a no-show."""
 
 class RoomCloseReason(_RoomCloseReason, metaclass=_RoomCloseReasonEnumTypeWrapper):
     """Why a room was closed."""
@@ -138,6 +140,8 @@ ROOM_CLOSE_REASON_CONSENT_REVOKED: RoomCloseReason.ValueType  # 2
 """The patient's telehealth consent was revoked."""
 ROOM_CLOSE_REASON_VISIT_CANCELLED: RoomCloseReason.ValueType  # 3
 """The visit was cancelled."""
+ROOM_CLOSE_REASON_NO_SHOW: RoomCloseReason.ValueType  # 4
+"""The patient did not come: the visit was marked a no-show."""
 Global___RoomCloseReason: _TypeAlias = RoomCloseReason  # noqa: Y015
 
 class _PreCallCheckState:
@@ -1149,3 +1153,55 @@ class GetPreCallCheckResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPreCallCheckResponse: _TypeAlias = GetPreCallCheckResponse  # noqa: Y015
+
+@_typing.final
+class CloseRoomRequest(_message.Message):
+    """Request for CloseRoom."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """A UUID that makes retries idempotent."""
+    visit_id: _builtins.str
+    """The visit whose room closes."""
+    reason: Global___RoomCloseReason.ValueType
+    """Why: VISIT_ENDED, VISIT_CANCELLED or NO_SHOW."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        visit_id: _builtins.str = ...,
+        reason: Global___RoomCloseReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseRoomRequest: _TypeAlias = CloseRoomRequest  # noqa: Y015
+
+@_typing.final
+class CloseRoomResponse(_message.Message):
+    """Response for CloseRoom."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLOSED_FIELD_NUMBER: _builtins.int
+    closed: _builtins.bool
+    """Whether an open room was closed by this call (false when there was none open)."""
+    def __init__(
+        self,
+        *,
+        closed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseRoomResponse: _TypeAlias = CloseRoomResponse  # noqa: Y015

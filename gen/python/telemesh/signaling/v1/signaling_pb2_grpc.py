@@ -97,6 +97,11 @@ class SignalingServiceStub:
                 request_serializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.GetPreCallCheckRequest.SerializeToString,
                 response_deserializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.GetPreCallCheckResponse.FromString,
                 _registered_method=True)
+        self.CloseRoom = channel.unary_unary(
+                '/telemesh.signaling.v1.SignalingService/CloseRoom',
+                request_serializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.CloseRoomRequest.SerializeToString,
+                response_deserializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.CloseRoomResponse.FromString,
+                _registered_method=True)
 
 
 class SignalingServiceServicer:
@@ -197,6 +202,16 @@ class SignalingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseRoom(self, request, context):
+        """Closes the visit's room for good: the visit was completed, cancelled or marked a
+        no-show. For the session service only (it sends this through its outbox, so it may
+        arrive more than once); a room that is closed already, or was never opened, is
+        recorded as closed and nothing else changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignalingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +269,11 @@ def add_SignalingServiceServicer_to_server(servicer, server):
                     servicer.GetPreCallCheck,
                     request_deserializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.GetPreCallCheckRequest.FromString,
                     response_serializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.GetPreCallCheckResponse.SerializeToString,
+            ),
+            'CloseRoom': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseRoom,
+                    request_deserializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.CloseRoomRequest.FromString,
+                    response_serializer=telemesh_dot_signaling_dot_v1_dot_signaling__pb2.CloseRoomResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +581,33 @@ class SignalingService:
             '/telemesh.signaling.v1.SignalingService/GetPreCallCheck',
             telemesh_dot_signaling_dot_v1_dot_signaling__pb2.GetPreCallCheckRequest.SerializeToString,
             telemesh_dot_signaling_dot_v1_dot_signaling__pb2.GetPreCallCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseRoom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/telemesh.signaling.v1.SignalingService/CloseRoom',
+            telemesh_dot_signaling_dot_v1_dot_signaling__pb2.CloseRoomRequest.SerializeToString,
+            telemesh_dot_signaling_dot_v1_dot_signaling__pb2.CloseRoomResponse.FromString,
             options,
             channel_credentials,
             insecure,

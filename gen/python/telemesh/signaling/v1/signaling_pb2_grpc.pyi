@@ -79,6 +79,12 @@ class SignalingServiceStub:
     """
     GetPreCallCheck: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.GetPreCallCheckRequest, _signaling_pb2.GetPreCallCheckResponse]
     """Returns the measurements of a pre-call check."""
+    CloseRoom: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.CloseRoomRequest, _signaling_pb2.CloseRoomResponse]
+    """Closes the visit's room for good: the visit was completed, cancelled or marked a
+    no-show. For the session service only (it sends this through its outbox, so it may
+    arrive more than once); a room that is closed already, or was never opened, is
+    recorded as closed and nothing else changes.
+    """
 
 @_typing.type_check_only
 class SignalingServiceAsyncStub(SignalingServiceStub):
@@ -131,6 +137,12 @@ class SignalingServiceAsyncStub(SignalingServiceStub):
     """
     GetPreCallCheck: _aio.UnaryUnaryMultiCallable[_signaling_pb2.GetPreCallCheckRequest, _signaling_pb2.GetPreCallCheckResponse]  # type: ignore[assignment]
     """Returns the measurements of a pre-call check."""
+    CloseRoom: _aio.UnaryUnaryMultiCallable[_signaling_pb2.CloseRoomRequest, _signaling_pb2.CloseRoomResponse]  # type: ignore[assignment]
+    """Closes the visit's room for good: the visit was completed, cancelled or marked a
+    no-show. For the session service only (it sends this through its outbox, so it may
+    arrive more than once); a room that is closed already, or was never opened, is
+    recorded as closed and nothing else changes.
+    """
 
 class SignalingServiceServicer(metaclass=_abc_1.ABCMeta):
     """SignalingService carries WebRTC signaling for each visit's room: session descriptions,
@@ -246,5 +258,17 @@ class SignalingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_signaling_pb2.GetPreCallCheckResponse, _abc.Awaitable[_signaling_pb2.GetPreCallCheckResponse]]:
         """Returns the measurements of a pre-call check."""
+
+    @_abc_1.abstractmethod
+    def CloseRoom(
+        self,
+        request: _signaling_pb2.CloseRoomRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signaling_pb2.CloseRoomResponse, _abc.Awaitable[_signaling_pb2.CloseRoomResponse]]:
+        """Closes the visit's room for good: the visit was completed, cancelled or marked a
+        no-show. For the session service only (it sends this through its outbox, so it may
+        arrive more than once); a room that is closed already, or was never opened, is
+        recorded as closed and nothing else changes.
+        """
 
 def add_SignalingServiceServicer_to_server(servicer: SignalingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
