@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "telemesh.cli.token_cmd",
     "telemesh.cli.audit_cmd",
     "telemesh.cli.trace_cmd",
+    "telemesh.cli.mesh_cmd",
+    "telemesh.cli.up_cmd",
 ]
 
 

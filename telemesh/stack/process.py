@@ -53,6 +53,9 @@ class ManagedProcess:
     log_path: Path
     cwd: Path | None = None
     ready: Callable[[], bool] | None = None
+    # In a session of its own, a terminal's Ctrl-C reaches only the supervisor, which
+    # then stops its children in order (`telemesh up`).
+    new_session: bool = False
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -66,6 +69,7 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=self.new_session,
         )
         return self
 

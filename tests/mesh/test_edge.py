@@ -1,0 +1,240 @@
+"""The edge Envoy as browsers and apps meet it: TLS, gRPC-web (a real Node client and
+hand-framed HTTP/1.1), end-user JWTs, roles from the allow-list, CORS, long streams."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import grpc
+import pytest
+
+from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
+from telemesh.stack.endpoints import alive, endpoints_path
+from tests.harness import REPO
+from tests.mesh import grpcweb
+from tests.mesh.long_stream import AFFINITY_HEADER, OpenStream
+from tests.mesh.stack import MeshUnderTest, clean_env, telemesh_command
+
+pytestmark = pytest.mark.usefixtures("long_stream")  # opened early; checked last
+CONSENT = "telemesh.consent.v1.ConsentService"
+SIGNALING = "telemesh.signaling.v1.SignalingService"
+ALLOWED_ORIGIN = "http://localhost:5173"
+EXPOSED = {"grpc-status", "grpc-message", "grpc-status-details-bin"}
+
+
+def _node(
+    mesh: MeshUnderTest, method: str, request: dict[str, Any], service: str = CONSENT, **extra: Any
+) -> list[Any]:
+    missing = grpcweb.node_missing()
+    if missing:
+        pytest.skip(missing)
+    call = {
+        "baseUrl": mesh.edge_url,
+        "caFile": str(mesh.ca_bundle),
+        "descriptorSet": str(mesh.descriptor_set()),
+        "service": service,
+        "method": method,
+        "request": request,
+        **extra,
+    }
+    return grpcweb.node_call(call)
+
+
+def _bearer(mesh: MeshUnderTest, role: str, subject: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {mesh.token(role, subject)}"}
+
+
+def test_grpc_web_unary_call_with_a_patients_token(mesh: MeshUnderTest) -> None:
+    events = _node(
+        mesh,
+        "ListConsents",
+        {"patientId": "p-web"},
+        token=mesh.token("patient", "p-web"),
+    )
+    assert [next(iter(event)) for event in events] == ["message", "end"], events
+    assert events[-1]["end"]["code"] == "OK"
+
+
+def test_grpc_web_server_stream_with_a_patients_token(mesh: MeshUnderTest) -> None:
+    """The patient joins the visit's signaling room over gRPC-web: the stream's first
+    event says who they are in the room."""
+    visit, join_tokens = mesh.ready_visit()
+    events = _node(
+        mesh,
+        "JoinRoom",
+        {"joinToken": join_tokens["patient"]},
+        service=SIGNALING,
+        token=mesh.token("patient", visit.patient_id),
+        headers={AFFINITY_HEADER: visit.visit_id},
+        maxMessages=1,
+    )
+    assert [next(iter(event)) for event in events] == ["message", "end"], events
+    joined = events[0]["message"]["joined"]
+    assert joined["visitId"] == visit.visit_id
+    assert joined["role"] == "PARTICIPANT_ROLE_PATIENT"
+
+
+def test_grpc_web_consent_watch_for_an_administrator(mesh: MeshUnderTest) -> None:
+    events = _node(
+        mesh,
+        "WatchConsentChanges",
+        {"patientId": "p-web-stream", "heartbeatInterval": "0.1s"},
+        token=mesh.token("admin", "a-web"),
+        maxMessages=3,
+    )
+    assert [next(iter(event)) for event in events] == ["message"] * 3 + ["end"], events
+
+
+def test_without_a_token_the_edge_answers_unauthenticated(mesh: MeshUnderTest) -> None:
+    events = _node(mesh, "ListConsents", {"patientId": "p-web"})
+    assert events == [
+        {"error": {"code": "UNAUTHENTICATED", "message": "Jwt is missing"}, "at": events[0]["at"]}
+    ]
+    request = consent_pb2.ListConsentsRequest(patient_id="p-web").SerializeToString()
+    reply = grpcweb.post(mesh.edge_address, mesh.ca_bundle, f"/{CONSENT}/ListConsents", request, {})
+    assert reply.grpc_status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+def test_a_forged_token_is_unauthenticated(mesh: MeshUnderTest) -> None:
+    request = consent_pb2.ListConsentsRequest(patient_id="p-web").SerializeToString()
+    reply = grpcweb.post(
+        mesh.edge_address,
+        mesh.ca_bundle,
+        f"/{CONSENT}/ListConsents",
+        request,
+        {"authorization": "Bearer e30.e30.c2ln"},
+    )
+    assert reply.grpc_status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+def test_hand_framed_grpc_web_over_http_1_1(mesh: MeshUnderTest) -> None:
+    request = consent_pb2.ListConsentsRequest(patient_id="p-framed").SerializeToString()
+    reply = grpcweb.post(
+        mesh.edge_address,
+        mesh.ca_bundle,
+        f"/{CONSENT}/ListConsents",
+        request,
+        _bearer(mesh, "patient", "p-framed"),
+    )
+    assert reply.http_status == 200
+    assert reply.headers["content-type"].startswith("application/grpc-web")
+    assert reply.grpc_status == 0, reply.grpc_message
+    (message,) = reply.messages
+    assert consent_pb2.ListConsentsResponse.FromString(message).consents is not None
+
+
+def test_a_role_the_allow_list_does_not_name_is_denied_at_the_edge(mesh: MeshUnderTest) -> None:
+    request = consent_pb2.CheckConsentRequest(patient_id="p-1").SerializeToString()
+    reply = grpcweb.post(
+        mesh.edge_address,
+        mesh.ca_bundle,
+        f"/{CONSENT}/CheckConsent",
+        request,
+        _bearer(mesh, "patient", "p-1"),
+    )
+    assert reply.grpc_status == grpc.StatusCode.PERMISSION_DENIED.value[0]
+
+
+def test_grpc_over_http2_through_the_edge(mesh: MeshUnderTest) -> None:
+    with mesh.edge_channel() as channel:
+        reply = consent_pb2_grpc.ConsentServiceStub(channel).CheckConsent(
+            consent_pb2.CheckConsentRequest(
+                patient_id="p-h2", category=consent_pb2.CONSENT_CATEGORY_TELEHEALTH
+            ),
+            metadata=tuple(_bearer(mesh, "clinician", "c-h2").items()),
+            timeout=10,
+        )
+    assert reply.decision == consent_pb2.DECISION_DENY
+
+
+def test_cors_preflight_from_an_allowed_origin_passes(mesh: MeshUnderTest) -> None:
+    status, headers = grpcweb.preflight(
+        mesh.edge_address,
+        mesh.ca_bundle,
+        f"/{CONSENT}/ListConsents",
+        ALLOWED_ORIGIN,
+        "authorization,content-type,x-grpc-web,x-user-agent",
+    )
+    assert status == 200
+    assert headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "POST" in headers["access-control-allow-methods"]
+    allowed = set(headers["access-control-allow-headers"].split(","))
+    assert {"authorization", "content-type", "x-grpc-web", "x-user-agent"} <= allowed
+    assert set(headers["access-control-expose-headers"].split(",")) >= EXPOSED
+    # The call itself: a browser may read its status, error or not.
+    for headers_sent in (_bearer(mesh, "patient", "p-cors"), {}):
+        reply = grpcweb.post(
+            mesh.edge_address,
+            mesh.ca_bundle,
+            f"/{CONSENT}/ListConsents",
+            consent_pb2.ListConsentsRequest(patient_id="p-cors").SerializeToString(),
+            {"origin": ALLOWED_ORIGIN, **headers_sent},
+        )
+        assert reply.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+        assert set(reply.headers["access-control-expose-headers"].split(",")) >= EXPOSED
+
+
+def test_cors_preflight_from_another_origin_does_not_pass(mesh: MeshUnderTest) -> None:
+    status, headers = grpcweb.preflight(
+        mesh.edge_address,
+        mesh.ca_bundle,
+        f"/{CONSENT}/ListConsents",
+        "https://evil.example",
+        "authorization,content-type,x-grpc-web",
+    )
+    assert "access-control-allow-origin" not in headers
+    assert status != 200
+
+
+def test_a_second_telemesh_up_in_the_same_home_is_refused(mesh: MeshUnderTest) -> None:
+    done = subprocess.run(
+        telemesh_command("up", "--edge-port", "0"),
+        env=clean_env(mesh.home),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "already runs here" in done.stdout
+
+
+@pytest.mark.mesh_last(2)
+def test_a_stream_through_the_edge_stays_open_past_60_seconds(
+    mesh: MeshUnderTest, long_stream: OpenStream | None
+) -> None:
+    """A patient's JoinRoom, opened over gRPC-web when the stack came up: still open a
+    minute later, and it delivers the clinician joining. Envoy's default route timeout
+    (15 s) would have cut it."""
+    if long_stream is None:
+        pytest.skip(grpcweb.node_missing() or "no Node client")
+    remaining = 62 - (time.monotonic() - long_stream.opened_at)
+    if remaining > 0:
+        time.sleep(remaining)
+    events = long_stream.events()
+    assert long_stream.process.poll() is None, f"the stream ended: {events[-3:]}"
+    assert events, "the stream never answered"
+    assert all("message" in event for event in events), events[-3:]
+    poked_at = time.time() * 1000
+    long_stream.spec.poke(mesh)
+    deadline = time.monotonic() + 15
+    while not any(
+        event["at"] >= poked_at and long_stream.spec.answers_poke(event["message"])
+        for event in long_stream.events()
+    ):
+        assert time.monotonic() < deadline, f"nothing arrived: {long_stream.events()[-3:]}"
+        time.sleep(0.2)
+    assert long_stream.process.poll() is None
+
+
+@pytest.mark.mesh_last(3)
+def test_telemesh_down_stops_everything(mesh: MeshUnderTest) -> None:
+    pids = list(mesh.endpoints["processes"].values())
+    done = mesh.down()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert mesh.process.process is not None
+    assert mesh.process.process.wait(30) == 0, mesh.process.logs()[-3000:]
+    assert [pid for pid in pids if alive(pid)] == []
+    assert not endpoints_path(mesh.home).exists()
