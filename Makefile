@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Rebuilt whenever the dependency list or the setup script changes.
-$(STAMP): pyproject.toml scripts/setup.sh
+# Rebuilt whenever a dependency list, a lock file or the setup script changes.
+$(STAMP): pyproject.toml scripts/setup.sh scripts/debian-packages.txt \
+		$(wildcard tests/mesh/node/package-lock.json web/package-lock.json)
 	PYTHON=$(PYTHON) scripts/setup.sh
 	touch $@
 

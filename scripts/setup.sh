@@ -31,4 +31,14 @@ quiet_pip .venv/bin/python -m pip install -q -e '.[dev]' --config-settings edita
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$(pwd)/gen/python" > "$site/telemesh-generated.pth"
 .venv/bin/python -c 'import telemesh.session.v1.session_pb2, telemesh.config'
+
+# The real gRPC-web client the mesh tests drive through the edge (tests/mesh/node):
+# exact versions from its lock file, installed again when the lock file changes.
+node_client=tests/mesh/node
+if ! command -v npm >/dev/null; then
+  echo "setup: npm not found; the mesh tests' gRPC-web client is not installed" >&2
+elif [ ! -f "$node_client/node_modules/.package-lock.json" ] \
+    || [ "$node_client/package-lock.json" -nt "$node_client/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$node_client" --no-audit --no-fund --loglevel=error
+fi
 echo "setup: done"
