@@ -54,7 +54,17 @@ class RuleSetSpec(FileModel):
     place_of_service: PlaceOfService
     modifiers: Modifiers
     audio_only_more_than_minutes: Annotated[StrictInt, Field(ge=0, le=1440)] = 0
+    # How many connected seconds make a minute: 60 in every real rule set. Only the
+    # demonstration rules (telemesh/demo/demo-coding-rules.yaml, a rule set named
+    # `*-demo`) count a second as a minute, so that a short demo call codes like a visit.
+    seconds_per_minute: Annotated[StrictInt, Field(ge=1, le=60)] = 60
     levels: Annotated[tuple[Level, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _only_demo_rules_shorten_the_minute(self) -> RuleSetSpec:
+        if self.seconds_per_minute != 60 and not self.name.endswith("-demo"):
+            raise ValueError("only a rule set named *-demo may change seconds_per_minute")
+        return self
 
     @model_validator(mode="after")
     def _levels_are_complete_and_unambiguous(self) -> RuleSetSpec:
@@ -152,20 +162,21 @@ class RuleSet:
         def not_billable(reason: str) -> Coding:
             return Coding(self.label, "", (), place, 0, f"{reason} ({self.label})")
 
-        discussion = self.spec.audio_only_more_than_minutes * 60
+        minute = self.spec.seconds_per_minute
+        discussion = self.spec.audio_only_more_than_minutes * minute
         if facts.audio_only and discussion and seconds <= discussion:
             return not_billable(
                 f"audio-only-discussion-too-short: {seconds} s connected; audio-only codes "
                 f"need more than {discussion} s of medical discussion"
             )
         for level in levels:
-            if seconds >= level.minutes * 60:
+            if seconds >= level.minutes * minute:
                 modifiers = getattr(self.spec.modifiers, modality)
                 return Coding(self.label, level.code, tuple(modifiers), place, 1, "")
         lowest = levels[-1]
         return not_billable(
             f"below-minimum-time: {seconds} s connected; the lowest {patient}-patient "
-            f"{modality.replace('_', '-')} code {lowest.code} needs {lowest.minutes * 60} s"
+            f"{modality.replace('_', '-')} code {lowest.code} needs {lowest.minutes * minute} s"
         )
 
 

@@ -33,6 +33,7 @@ class JoinClaims:
     visit_id: str
     patient_id: str
     clinician_id: str
+    traceparent: str = ""  # the visit's trace, so the room's spans join it
 
 
 def _refused(why: str) -> PermissionDenied:
@@ -81,4 +82,9 @@ class JoinTokenVerifier:
         expected = fields["patient_id"] if verified.role == "patient" else fields["clinician_id"]
         if verified.subject != expected:
             raise _refused("subject is not the visit's participant")
-        return JoinClaims(verified.subject, verified.role, **fields)
+        return JoinClaims(
+            verified.subject,
+            verified.role,
+            **fields,
+            traceparent=str(claims.get("traceparent", "")),
+        )

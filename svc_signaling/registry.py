@@ -38,6 +38,10 @@ class RoomRegistry:
     def cached(self) -> list[Room]:
         return list(self._rooms.values())
 
+    def cached_room(self, room_id: str) -> Room | None:
+        """A room this process holds in memory (no database read)."""
+        return self._rooms.get(room_id)
+
     def _adopt(self, record: RoomRecord) -> Room:
         room = self._rooms.get(record.room_id)
         if room is None:

@@ -110,6 +110,7 @@ class Room:
     ) -> None:
         self.room_id = room_id
         self.visit_id = visit_id
+        self.traceparent = ""  # the visit's trace, from the participants' join tokens
         self.admitted = admitted
         self.recording = recording
         self.close_reason = close_reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,7 @@ from telemesh.errors import (
 from telemesh.idempotency import run_idempotent
 from telemesh.logs import log
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
+from telemesh.tracing.visit import visit_span
 from telemesh.validation import Violations
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("telemesh.signaling")
 R = TypeVar("R", bound=Message)
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 Context = grpc.aio.ServicerContext[Any, Any]
 
 # Why the session service may close a room: the visit is over.
@@ -64,6 +67,31 @@ ENDING_STATES = frozenset(
         signaling_pb2.CONNECTION_STATE_CLOSED,
     }
 )
+
+
+def room_attributes(room: Room, role: Role | None = None) -> dict[str, str]:
+    """Identifiers of a room for spans (never SDP or candidates)."""
+    attributes = {"telemesh.visit_id": room.visit_id, "telemesh.room_id": room.room_id}
+    if role is not None:
+        attributes["telemesh.participant.role"] = ROLE_NAMES[role]
+    return attributes
+
+
+def in_visit_trace(action: str) -> Callable[[H], H]:
+    """Runs a room call in a span of the visit's trace (when the room is known here)."""
+
+    def wrap(handler: H) -> H:
+        @functools.wraps(handler)
+        async def traced(self: SignalingServicer, request: Any, context: Context) -> Any:
+            room = self.app.registry.cached_room(request.room_id)
+            if room is None or not room.traceparent:
+                return await handler(self, request, context)
+            with visit_span(room.traceparent, f"room {action}", room_attributes(room)):
+                return await handler(self, request, context)
+
+        return traced  # type: ignore[return-value]
+
+    return wrap
 
 
 def _digest(method: str, principal: Principal, request: Message) -> bytes:
@@ -153,6 +181,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
                 "JOIN_TOKEN_NOT_YOURS", "the join token was issued to someone else"
             )
         room = await self.app.registry.for_join(claims)
+        room.traceparent = claims.traceparent or room.traceparent
         role = room.role_of(principal.role, principal.subject)
         if role is None:
             raise PermissionDenied("NOT_A_PARTICIPANT", "the caller is not in this room")
@@ -174,11 +203,13 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             resume_gap=joined.joined.resume_gap,
         )
         try:
-            yield joined
-            for event in replay:
-                yield event
-            async for event in room.stream(role, subscription):
-                yield event
+            # The whole time in the room is one span of the visit's trace.
+            with visit_span(room.traceparent, "room stream", room_attributes(room, role)):
+                yield joined
+                for event in replay:
+                    yield event
+                async for event in room.stream(role, subscription):
+                    yield event
         finally:
             if room.unsubscribe(role, subscription):
                 # The participant lost (or ended) its stream: the call is not whole.
@@ -186,6 +217,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     # --- relayed messages -----------------------------------------------------------
 
+    @in_visit_trace("session description")
     async def SendSessionDescription(
         self, request: signaling_pb2.SendSessionDescriptionRequest, context: Context
     ) -> signaling_pb2.SendSessionDescriptionResponse:
@@ -219,6 +251,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             relay,
         )
 
+    @in_visit_trace("ice candidates")
     async def SendIceCandidates(
         self, request: signaling_pb2.SendIceCandidatesRequest, context: Context
     ) -> signaling_pb2.SendIceCandidatesResponse:
@@ -263,6 +296,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     # --- admission and recording ----------------------------------------------------
 
+    @in_visit_trace("admit")
     async def AdmitPatient(
         self, request: signaling_pb2.AdmitPatientRequest, context: Context
     ) -> signaling_pb2.AdmitPatientResponse:
@@ -293,6 +327,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             log(logger, logging.INFO, "admitted", room_id=room.room_id, visit_id=room.visit_id)
         return reply
 
+    @in_visit_trace("recording")
     async def SetRecording(
         self, request: signaling_pb2.SetRecordingRequest, context: Context
     ) -> signaling_pb2.SetRecordingResponse:
@@ -339,6 +374,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     # --- connection and quality -----------------------------------------------------
 
+    @in_visit_trace("connection state")
     async def ReportConnectionState(
         self, request: signaling_pb2.ReportConnectionStateRequest, context: Context
     ) -> signaling_pb2.ReportConnectionStateResponse:
@@ -365,6 +401,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self.app.wake_outbox()
         return reply
 
+    @in_visit_trace("call quality")
     async def ReportCallQuality(
         self, request: signaling_pb2.ReportCallQualityRequest, context: Context
     ) -> signaling_pb2.ReportCallQualityResponse:
@@ -401,6 +438,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             record,
         )
 
+    @in_visit_trace("leave")
     async def LeaveRoom(
         self, request: signaling_pb2.LeaveRoomRequest, context: Context
     ) -> signaling_pb2.LeaveRoomResponse:

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "telemesh.cli.trace_cmd",
     "telemesh.cli.mesh_cmd",
     "telemesh.cli.up_cmd",
+    "telemesh.cli.demo_cmd",
 ]
 
 

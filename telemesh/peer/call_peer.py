@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+import jwt
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -34,6 +36,7 @@ from telemesh.peer.ice import apply_ice_settings, candidate_from_proto, rtc_conf
 from telemesh.peer.media import SyntheticVideoTrack, count_frames
 from telemesh.peer.stats import quality_from_stats
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
+from telemesh.tracing.visit import record_visit_span
 
 logger = logging.getLogger("telemesh.peer")
 
@@ -74,10 +77,15 @@ class CallPeer:
         auto_negotiate: bool = True,
         reconnect_delay: float = 0.2,
         renew_token: Callable[[], Awaitable[str]] | None = None,
+        traceparent: str | None = None,
     ) -> None:
         apply_ice_settings()
         self.stub = stub
-        self.metadata = tuple(metadata)
+        # The visit's trace: every call carries it (W3C traceparent) and the peer's own
+        # spans (ICE connected, first frame) land in it. The join token names it.
+        self.traceparent = traceparent if traceparent is not None else _traceparent_of(join_token)
+        trace_metadata = (("traceparent", self.traceparent),) if self.traceparent else ()
+        self.metadata = tuple(metadata) + trace_metadata
         self.join_token = join_token
         self.label = label
         self.relay_only = relay_only
@@ -404,6 +412,8 @@ class CallPeer:
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers, self.relay_only))
         self.pc = pc
         self.connection_state = "new"
+        began = time.time_ns()
+        first_frame = True
         pc.addTrack(SyntheticVideoTrack())
         channel = pc.createDataChannel("chat", negotiated=True, id=0)
 
@@ -420,6 +430,10 @@ class CallPeer:
         @pc.on("track")
         def on_track(track: Any) -> None:
             def on_frame() -> None:
+                nonlocal first_frame
+                if first_frame:
+                    first_frame = False
+                    self._trace("peer first frame", began, generation)
                 self.frames[generation] += 1
                 if self.frames[generation] in (1, 5, 30) or self.frames[generation] % 30 == 0:
                     self._spawn(self._notify())
@@ -431,6 +445,8 @@ class CallPeer:
             if self.generation != generation:
                 return  # a replaced connection closing
             self.connection_state = pc.connectionState
+            if pc.connectionState == "connected":
+                self._trace("peer ice connected", began, generation)
             state = CONNECTION_STATES.get(pc.connectionState)
             if state is not None:
                 self._reports.put_nowait(state)
@@ -439,6 +455,19 @@ class CallPeer:
         if old is not None:
             self._spawn(old.close())
         return pc
+
+    def _trace(self, name: str, began_ns: int, generation: int) -> None:
+        record_visit_span(
+            self.traceparent,
+            name,
+            began_ns,
+            time.time_ns(),
+            {
+                "telemesh.participant.role": self.label,
+                "telemesh.room_id": self.room_id,
+                "telemesh.peer.generation": generation,
+            },
+        )
 
     async def _report_loop(self) -> None:
         """Reports connection states in order; a report that fails waits for the next."""
@@ -477,6 +506,15 @@ class CallPeer:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _traceparent_of(join_token: str) -> str:
+    """The visit's trace named in a join token (read, not verified: it only labels)."""
+    try:
+        claims = jwt.decode(join_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ""
+    return str(claims.get("traceparent", ""))
 
 
 def _expired_token(error: grpc.aio.AioRpcError) -> bool:

@@ -119,3 +119,18 @@ def as_remote_parent(traceparent: str) -> trace.Span:
     if parent is None:
         return trace.INVALID_SPAN
     return NonRecordingSpan(trace.get_current_span(parent).get_span_context())
+
+
+def record_visit_span(
+    traceparent: str,
+    name: str,
+    start_ns: int,
+    end_ns: int,
+    attributes: dict[str, Any],
+) -> None:
+    """A finished piece of the visit measured after the fact (a call's set-up time)."""
+    parent = visit_context(traceparent)
+    if parent is None:
+        return
+    span = tracer.start_span(name, context=parent, attributes=attributes, start_time=start_ns)
+    span.end(end_time=end_ns)
