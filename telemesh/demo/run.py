@@ -16,6 +16,7 @@ charge names that rule set.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from typing import TypeVar
 import grpc
 
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
+from telemesh.config import load, setting
 from telemesh.demo.steps import Visit, VisitSteps
 from telemesh.identity.tokens import DevIssuer
 from telemesh.signaling.v1 import signaling_pb2_grpc
@@ -40,6 +42,18 @@ from telemesh.tracestore.waterfall import text as waterfall_text
 T = TypeVar("T")
 DEMO_RULES = Path(__file__).resolve().parent / "demo-coding-rules.yaml"
 CALL_SECONDS = 16.0  # on the demo clock: 16 "minutes" of a new patient's visit
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    """The demo patient's profile (PHI: it must never show in logs or traces)."""
+
+    display_name: str = setting(
+        "TELEMESH_DEMO_PATIENT_NAME", "Demo Patient", "Demo patient's name."
+    )
+    birth_date: str = setting("TELEMESH_DEMO_PATIENT_BIRTH_DATE", "1984-05-06", "Their birth date.")
+    email: str = setting("TELEMESH_DEMO_PATIENT_EMAIL", "demo.patient@example.org", "Their email.")
+    phone: str = setting("TELEMESH_DEMO_PATIENT_PHONE", "+1 555 0142", "Their phone number.")
 
 
 @dataclass
@@ -133,9 +147,10 @@ async def play_visit(
     """Both sides of one visit, through whatever channels `steps` uses."""
     from telemesh.peer.call_peer import CallPeer  # aiortc loads only when a call starts
 
+    patient_profile = load(DemoPatient)
     visit = await progress.step(
         "clinician publishes hours; patient signs up and books the next slot",
-        steps.book(display_name="Demo Patient", email="demo.patient@example.org"),
+        steps.book(**dataclasses.asdict(patient_profile)),
     )
     progress.out(f"      visit {visit.visit_id} at {visit.start_time:%H:%M} UTC")
     await progress.step("patient consents to telehealth", steps.grant_telehealth(visit))

@@ -78,6 +78,7 @@ class MeshLayout:
     edge_port: int
     inbound_ports: dict[str, int]
     admin_ports: dict[str, int]
+    metrics_ports: dict[str, int]  # each service's Prometheus scrape endpoint
     run_dir: Path
 
     @classmethod
@@ -92,6 +93,7 @@ class MeshLayout:
             edge_port=edge_port or free_port(),
             inbound_ports={name: free_port() for name in services},
             admin_ports={name: free_port() for name in (*map(sidecar_name, services), EDGE)},
+            metrics_ports={name: free_port() for name in services},
             run_dir=run_dir.resolve(),
         )
 
@@ -243,7 +245,10 @@ class LocalMesh:
         for peer in SERVICES:
             env[f"TELEMESH_{peer.upper()}_ADDR"] = f"unix:{self.layout.outbound_socket(service)}"
         if self.trace_receiver is not None:
+            # The local receiver keeps traces; metrics are scraped (TELEMESH_METRICS_PORT).
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.trace_receiver.otlp_endpoint
+            env["OTEL_METRICS_EXPORTER"] = "none"
+        env["TELEMESH_METRICS_PORT"] = str(self.layout.metrics_ports[service])
         env.update(self.service_env)
         return env
 
@@ -326,6 +331,7 @@ class LocalMesh:
                     ),
                     "spiffe_id": self.spiffe_id(service),
                     "identity_dir": str(self.identity_dir(sidecar_name(service))),
+                    "metrics": f"http://127.0.0.1:{layout.metrics_ports[service]}/metrics",
                 }
                 for service in self.services
             },
