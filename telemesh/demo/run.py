@@ -247,6 +247,7 @@ async def demo(home: Path, out: Callable[[str], None] = print) -> Summary:
         finally:
             await steps.close()
         telemetry.tracer_provider.force_flush()
+        await asyncio.sleep(1.0)  # the Envoys flush their spans every half second
     finally:
         await progress.step("stop the stack", asyncio.to_thread(up.stop, 60))
         if telemetry is not None:

@@ -216,7 +216,13 @@ def _bootstrap(
             "layers": [
                 {
                     "name": "static",
-                    "static_layer": {"overload.global_downstream_max_connections": 50000},
+                    "static_layer": {
+                        "overload.global_downstream_max_connections": 50000,
+                        # Spans leave within half a second (default 5 s), so a visit's
+                        # trace is whole soon after it ends, and when a stack stops.
+                        "tracing.opentelemetry.flush_interval_ms": 500,
+                        "tracing.opentelemetry.min_flush_spans": 1,
+                    },
                 }
             ]
         },
