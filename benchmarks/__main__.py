@@ -10,7 +10,16 @@ import time
 from pathlib import Path
 
 # Suites in the order they run; each module has `async def run(home: Path) -> None`.
-SUITES = ["baseline", "booking", "billing", "outbox", "consent_check", "signaling", "mesh"]
+SUITES = [
+    "baseline",
+    "booking",
+    "billing",
+    "outbox",
+    "tracing",
+    "consent_check",
+    "signaling",
+    "mesh",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -111,6 +111,9 @@ class Room:
         self.room_id = room_id
         self.visit_id = visit_id
         self.traceparent = ""  # the visit's trace, from the participants' join tokens
+        # When the clinician admitted the patient (monotonic), until the call connects:
+        # the call set-up time metric.
+        self.admitted_at: float | None = None
         self.admitted = admitted
         self.recording = recording
         self.close_reason = close_reason

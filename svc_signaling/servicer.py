@@ -6,6 +6,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -323,6 +324,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         )
         if not room.admitted:
             room.admitted = True
+            room.admitted_at = time.monotonic()
             room.emit_both(admitted=signaling_pb2.Admitted())
             log(logger, logging.INFO, "admitted", room_id=room.room_id, visit_id=room.visit_id)
         return reply
@@ -386,6 +388,14 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         _, room, role = await self._member(request.room_id)
         self._rate(room, role)
         room.participants[role].connection_state = request.state
+        if room.admitted_at is not None and room.both_connected():
+            metrics.observe(
+                "telemesh.call.setup_time",
+                "s",
+                "From admission to both participants connected",
+                time.monotonic() - room.admitted_at,
+            )
+            room.admitted_at = None
 
         async def work(session: AsyncSession) -> signaling_pb2.ReportConnectionStateResponse:
             await settle(session, room, ending=request.state in ENDING_STATES)
@@ -416,6 +426,21 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             self._rate(room, role)
             room.participants[role].quality.CopyFrom(request.quality)
             quality = request.quality
+            reporter = ROLE_NAMES[role]
+            metrics.observe(
+                "telemesh.call.round_trip_time",
+                "ms",
+                "Call RTT as participants report it",
+                quality.round_trip_time_ms,
+                role=reporter,
+            )
+            metrics.observe(
+                "telemesh.call.fraction_lost",
+                "1",
+                "Call packet loss as participants report it",
+                quality.fraction_lost,
+                role=reporter,
+            )
             log(
                 logger,
                 logging.INFO,

@@ -44,3 +44,23 @@ def count(name: str, description: str, amount: int = 1, **attributes: str) -> No
     """A product counter (`telemesh.visits.booked`, ...); identifiers never go in
     attributes, only small closed sets such as a state or a code."""
     _counter(name, description).add(amount, attributes)
+
+
+@cache
+def _histogram(name: str, unit: str, description: str) -> Any:
+    return _meter.create_histogram(name, unit=unit, description=description)
+
+
+def observe(name: str, unit: str, description: str, value: float, **attributes: str) -> None:
+    """A product measurement (`telemesh.call.setup_time`, ...); attributes as for count()."""
+    _histogram(name, unit, description).record(value, attributes)
+
+
+@cache
+def _gauge(name: str, description: str) -> Any:
+    return _meter.create_gauge(name, description=description)
+
+
+def gauge(name: str, description: str, value: float, **attributes: str) -> None:
+    """A level that goes up and down (`telemesh.outbox.backlog`)."""
+    _gauge(name, description).set(value, attributes)

@@ -146,9 +146,18 @@ class OutboxRelay:
                 delivered = 0
             if delivered:
                 continue  # there may be more right away
+            await self._report_backlog()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+
+    async def _report_backlog(self) -> None:
+        try:
+            waiting, dead = await backlog(self.db)
+        except Exception:
+            return  # a metric is not worth failing the relay over
+        metrics.gauge("telemesh.outbox.backlog", "Outbox events waiting for delivery", waiting)
+        metrics.gauge("telemesh.outbox.dead_letters", "Outbox events refused for good", dead)
 
     async def _claim(self) -> list[OutboxEvent]:
         now = datetime.now(UTC)

@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from telemesh.config import RuntimeSettings, describe
+from telemesh.config import describe
 
 # Each module in telemesh/cli/ named here has `add_parser(subcommands)`, which sets
 # `func` on its parser; add a line to add a command.
@@ -21,11 +21,27 @@ COMMAND_MODULES = [
 ]
 
 
+# Every settings class, by where it is read, for `telemesh config`.
+SETTINGS = [
+    ("every service", "telemesh.config:RuntimeSettings"),
+    ("telemetry", "telemesh.telemetry:TelemetrySettings"),
+    ("session", "svc_session.settings:SessionSettings"),
+    ("signaling", "svc_signaling.settings:SignalingSettings"),
+    ("consent", "svc_consent.settings:ConsentSettings"),
+    ("billing", "svc_billing.settings:BillingSettings"),
+    ("telemesh up", "telemesh.mesh.settings:MeshSettings"),
+    ("trace receiver", "telemesh.tracestore.receiver:ReceiverSettings"),
+    ("telemesh demo", "telemesh.demo.run:DemoPatient"),
+]
+
+
 def _config(_args: argparse.Namespace) -> int:
-    print("| Variable | Default | Meaning |")
-    print("| --- | --- | --- |")
-    for env, default, doc in describe(RuntimeSettings):
-        print(f"| `{env}` | `{default}` | {doc} |")
+    """Prints every setting (variable, default, meaning) as Markdown tables."""
+    for title, where in SETTINGS:
+        module, _, name = where.partition(":")
+        print(f"\n### {title}\n\n| Variable | Default | Meaning |\n| --- | --- | --- |")
+        for env, default, doc in describe(getattr(importlib.import_module(module), name)):
+            print(f"| `{env}` | `{default}` | {doc} |")
     return 0
 
 
@@ -34,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_parser(commands)
-    config = commands.add_parser("config", help="print the runtime settings as a table")
+    config = commands.add_parser("config", help="print every setting as Markdown tables")
     config.set_defaults(func=_config)
     return parser
 

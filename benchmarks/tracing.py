@@ -1,0 +1,64 @@
+"""What tracing costs: booking throughput with tracing on (every span exported by OTLP
+to the local trace receiver) and off (OTEL_TRACES_SAMPLER=always_off), in one run.
+
+The two configurations alternate (on, off, on, off) so that a machine whose load
+drifts during the run weighs on both alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from benchmarks.booking import _bookings
+from benchmarks.harness import Result, row
+from telemesh.stack.process import ManagedProcess, free_port, grpc_health_probe
+from tests.harness import REPO, Stack
+
+CLIENTS = 16
+ROUNDS = 2
+
+
+def _receiver(home: Path) -> tuple[ManagedProcess, str]:
+    address = f"127.0.0.1:{free_port()}"
+    process = ManagedProcess(
+        "trace-receiver",
+        [sys.executable, "-m", "telemesh.tracestore.receiver"],
+        {**os.environ, "TELEMESH_HOME": str(home), "TELEMESH_TRACE_LISTEN": address},
+        home / "receiver.log",
+        cwd=REPO,
+        ready=grpc_health_probe(address),
+    )
+    return process, f"http://{address}"
+
+
+async def run(home: Path) -> None:
+    print(f"tracing cost: BookVisit at {CLIENTS} clients (SQLite), tracing on vs off")
+    receiver, endpoint = _receiver(home)
+    receiver.start().wait_ready()
+    configs = {
+        "on": {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+        "off": {"OTEL_TRACES_SAMPLER": "always_off"},
+    }
+    results: dict[str, list[Result]] = {"on": [], "off": []}
+    try:
+        for round_ in range(ROUNDS):
+            for name, env in configs.items():
+                folder = home / f"{name}-{round_}"
+                folder.mkdir()
+                stack = Stack(folder, "sqlite", {**env, "OTEL_METRICS_EXPORTER": "none"})
+                with contextlib.closing(stack):
+                    stack.start("session")
+                    result = await _bookings(stack, CLIENTS, f"tracing {name}")
+                results[name].append(result)
+                print(row(result))
+    finally:
+        receiver.stop()
+    on = sum(r.throughput for r in results["on"]) / ROUNDS
+    off = sum(r.throughput for r in results["off"]) / ROUNDS
+    print(
+        f"  tracing on keeps x{on / off:.2f} of the throughput with tracing off"
+        f" (cost {100 * (1 - on / off):.1f}%)"
+    )
