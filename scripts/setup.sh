@@ -41,4 +41,11 @@ elif [ ! -f "$node_client/node_modules/.package-lock.json" ] \
     || [ "$node_client/package-lock.json" -nt "$node_client/node_modules/.package-lock.json" ]; then
   npm ci --prefix "$node_client" --no-audit --no-fund --loglevel=error
 fi
+
+# The web apps (web/: Vite, Connect, the @telemesh/client workspace, and playwright-core
+# for the browser test, which drives Debian's chromium): exact versions from the lock file.
+if command -v npm >/dev/null && { [ ! -f web/node_modules/.package-lock.json ] \
+    || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; }; then
+  npm ci --prefix web --no-audit --no-fund --loglevel=error
+fi
 echo "setup: done"

@@ -94,6 +94,17 @@ PERMANENT_FAILURES = frozenset(
 )
 
 
+class TargetUnavailable(Exception):
+    """The target was unreachable earlier in the same batch; not tried again."""
+
+
+def _unreachable(error: Exception | None) -> bool:
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
+
+
 def backoff_seconds(attempts: int, base: float = 0.2, ceiling: float = 30.0) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0, min(ceiling, base * 2 ** min(attempts, 20)))
@@ -189,15 +200,27 @@ class OutboxRelay:
         return await self.db.run_write(claim)
 
     async def drain_once(self) -> int:
-        """Claims one batch and delivers it; returns how many were delivered."""
+        """Claims one batch and delivers it; returns how many were delivered.
+
+        A target found unreachable in a batch is not tried again in that batch: its
+        remaining events wait for their next attempt, so one service that is down
+        does not hold up the events for the others.
+        """
         events = await self._claim()
         if not events:
             return 0
         limit = asyncio.Semaphore(self.settings.concurrency)
+        unreachable: set[str] = set()
 
         async def one(event: OutboxEvent) -> bool:
             async with limit:
-                return await self._deliver_one(event)
+                if event.target in unreachable:
+                    await self._failed(event, TargetUnavailable(event.target))
+                    return False
+                error = await self._deliver_one(event)
+                if _unreachable(error):
+                    unreachable.add(event.target)
+                return error is None
 
         results = await asyncio.gather(*(one(event) for event in events))
         delivered = [event for event, ok in zip(events, results, strict=True) if ok]
@@ -205,7 +228,8 @@ class OutboxRelay:
             await self._delivered(delivered)
         return len(delivered)
 
-    async def _deliver_one(self, event: OutboxEvent) -> bool:
+    async def _deliver_one(self, event: OutboxEvent) -> Exception | None:
+        """Delivers one event; the error, or None when it was acknowledged."""
         parent = (
             propagate.extract({"traceparent": event.traceparent}) if event.traceparent else None
         )
@@ -226,11 +250,11 @@ class OutboxRelay:
                 except Exception as exc:
                     span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
                     await self._failed(event, exc)
-                    return False
+                    return exc
         finally:
             if token is not None:
                 otel_context.detach(token)
-        return True
+        return None
 
     async def _delivered(self, events: list[OutboxEvent]) -> None:
         """Marks a batch delivered in one transaction. Should the relay die before this

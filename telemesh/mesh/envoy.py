@@ -219,9 +219,9 @@ def _bootstrap(
                     "static_layer": {
                         "overload.global_downstream_max_connections": 50000,
                         # Spans leave within half a second (default 5 s), so a visit's
-                        # trace is whole soon after it ends, and when a stack stops.
+                        # trace is whole soon after it ends, and when a stack stops; in
+                        # batches (of 5 by default), not one export per span.
                         "tracing.opentelemetry.flush_interval_ms": 500,
-                        "tracing.opentelemetry.min_flush_spans": 1,
                     },
                 }
             ]

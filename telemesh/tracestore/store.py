@@ -76,6 +76,7 @@ class SpanStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("pragma journal_mode=wal")
+        self.conn.execute("pragma synchronous=normal")  # spans are telemetry, not records
         self.conn.execute("pragma busy_timeout=5000")
         self.conn.executescript(SCHEMA)
 

@@ -88,3 +88,21 @@ async def test_a_relay_that_dies_mid_batch_leaves_its_events_to_another(db: Data
     await asyncio.sleep(0.6)
     assert await other.drain_once() == 2
     assert sorted(delivered) == ["a", "b"]
+
+
+async def test_a_target_that_is_down_does_not_hold_up_the_others(db: Database) -> None:
+    async with db.write() as session:
+        for n in range(10):
+            enqueue(session, target="signaling", method="/x.v1.X/Close", key=f"s{n}", payload=b"")
+            enqueue(session, target="billing", method="/x.v1.X/Charge", key=f"b{n}", payload=b"")
+    tried: list[str] = []
+
+    async def deliver(event: OutboxEvent) -> None:
+        tried.append(event.target)
+        if event.target == "signaling":
+            raise _rpc_error(grpc.StatusCode.UNAVAILABLE)
+
+    relay = OutboxRelay(db, deliver, RelaySettings(concurrency=1))
+    assert await relay.drain_once() == 10, "every billing event went through"
+    assert tried.count("signaling") == 1, "an unreachable target is tried once per batch"
+    assert await backlog(db, "signaling") == (10, 0), "its events wait for their next attempt"

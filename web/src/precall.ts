@@ -1,0 +1,62 @@
+// The pre-call check: our camera and microphone sent to the signaling service's echo
+// peer, which sends them back and measures the path. The echo peer does not trickle, so
+// the whole offer (all candidates gathered) goes up in one call.
+import { newRequestId, signaling, type Telemesh } from "@telemesh/client";
+
+const GATHER_TIMEOUT_MS = 5000;
+const POLL_EVERY_MS = 500;
+const CHECK_TIMEOUT_MS = 30000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function gatheringComplete(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, GATHER_TIMEOUT_MS); // go with what we have
+  });
+}
+
+export interface PreCallResult {
+  state: signaling.PreCallCheckState;
+  result: signaling.GetPreCallCheckResponse;
+}
+
+/** Runs a check with `stream`; `echo` receives what the echo peer sends back. */
+export async function runPreCallCheck(
+  api: Telemesh,
+  stream: MediaStream,
+  echo: (stream: MediaStream) => void,
+): Promise<signaling.GetPreCallCheckResponse> {
+  const { iceServers } = await api.signaling.getIceServers({});
+  const pc = new RTCPeerConnection({
+    iceServers: iceServers.map((server) => ({
+      urls: server.urls,
+      ...(server.username ? { username: server.username, credential: server.credential } : {}),
+    })),
+  });
+  try {
+    for (const track of stream.getTracks()) pc.addTrack(track, stream);
+    pc.ontrack = ({ track, streams }) => echo(streams[0] ?? new MediaStream([track]));
+    await pc.setLocalDescription();
+    await gatheringComplete(pc);
+    const started = await api.signaling.startPreCallCheck({
+      requestId: newRequestId(),
+      offer: { type: signaling.SdpType.OFFER, sdp: pc.localDescription?.sdp ?? "" },
+    });
+    await pc.setRemoteDescription({ type: "answer", sdp: started.answer?.sdp ?? "" });
+    const deadline = Date.now() + CHECK_TIMEOUT_MS;
+    for (;;) {
+      const check = await api.signaling.getPreCallCheck({ checkId: started.checkId });
+      if (check.state !== signaling.PreCallCheckState.RUNNING || Date.now() > deadline) return check;
+      await sleep(POLL_EVERY_MS);
+    }
+  } finally {
+    pc.close();
+  }
+}
