@@ -83,9 +83,13 @@ class CallPeer:
         self.stub = stub
         # The visit's trace: every call carries it (W3C traceparent) and the peer's own
         # spans (ICE connected, first frame) land in it. The join token names it.
-        self.traceparent = traceparent if traceparent is not None else _traceparent_of(join_token)
+        claims = _claims_of(join_token)
+        self.traceparent = traceparent if traceparent is not None else claims.get("traceparent", "")
         trace_metadata = (("traceparent", self.traceparent),) if self.traceparent else ()
-        self.metadata = tuple(metadata) + trace_metadata
+        # Signaling replicas: a visit's stream and calls go to one replica by this header.
+        visit_id = claims.get("visit_id", "")
+        affinity = (("x-telemesh-visit-id", visit_id),) if visit_id else ()
+        self.metadata = tuple(metadata) + trace_metadata + affinity
         self.join_token = join_token
         self.label = label
         self.relay_only = relay_only
@@ -508,13 +512,14 @@ class CallPeer:
         task.add_done_callback(self._background.discard)
 
 
-def _traceparent_of(join_token: str) -> str:
-    """The visit's trace named in a join token (read, not verified: it only labels)."""
+def _claims_of(join_token: str) -> dict[str, str]:
+    """The visit and trace a join token names (read, not verified: they only label and
+    route; signaling verifies the token itself)."""
     try:
         claims = jwt.decode(join_token, options={"verify_signature": False})
     except jwt.PyJWTError:
-        return ""
-    return str(claims.get("traceparent", ""))
+        return {}
+    return {key: str(claims.get(key, "")) for key in ("visit_id", "traceparent")}
 
 
 def _expired_token(error: grpc.aio.AioRpcError) -> bool:
