@@ -227,29 +227,15 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         checks.room_id(check, request.room_id)
         checks.description(check, "description", request.description, self.settings)
         check.raise_if_any()
-        principal, room, role = await self._member(request.room_id)
-
-        async def relay() -> None:
-            self._rate(room, role)
-            self._open(room)
-            self._require_admitted(room)
-            room.emit(
-                other(role),
-                signaling_pb2.JoinRoomResponse(
-                    session_description=signaling_pb2.SessionDescriptionReceived(
-                        from_role=role,
-                        description=request.description,
-                    )
-                ),
-            )
-
-        return await self._relay_once(
+        return await self._forward(
             "SendSessionDescription",
             request,
-            room,
-            principal,
             signaling_pb2.SendSessionDescriptionResponse(),
-            relay,
+            lambda role: signaling_pb2.JoinRoomResponse(
+                session_description=signaling_pb2.SessionDescriptionReceived(
+                    from_role=role, description=request.description
+                )
+            ),
         )
 
     @in_visit_trace("ice candidates")
@@ -261,30 +247,35 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         checks.room_id(check, request.room_id)
         checks.candidates(check, list(request.candidates), self.settings)
         check.raise_if_any()
+        return await self._forward(
+            "SendIceCandidates",
+            request,
+            signaling_pb2.SendIceCandidatesResponse(),
+            lambda role: signaling_pb2.JoinRoomResponse(
+                ice_candidates=signaling_pb2.IceCandidatesReceived(
+                    from_role=role, candidates=request.candidates
+                )
+            ),
+        )
+
+    async def _forward(
+        self,
+        method: str,
+        request: Any,
+        response: R,
+        event_for: Callable[[Role], signaling_pb2.JoinRoomResponse],
+    ) -> R:
+        """Relays a participant's message to the other one, once per request_id, after
+        the rate limit and the admission rule."""
         principal, room, role = await self._member(request.room_id)
 
         async def relay() -> None:
             self._rate(room, role)
             self._open(room)
             self._require_admitted(room)
-            room.emit(
-                other(role),
-                signaling_pb2.JoinRoomResponse(
-                    ice_candidates=signaling_pb2.IceCandidatesReceived(
-                        from_role=role,
-                        candidates=request.candidates,
-                    )
-                ),
-            )
+            room.emit(other(role), event_for(role))
 
-        return await self._relay_once(
-            "SendIceCandidates",
-            request,
-            room,
-            principal,
-            signaling_pb2.SendIceCandidatesResponse(),
-            relay,
-        )
+        return await self._relay_once(method, request, room, principal, response, relay)
 
     @staticmethod
     def _require_admitted(room: Room) -> None:
