@@ -144,7 +144,17 @@ async def test_signaling_killed_mid_call_both_rejoin_and_connect_again_within_5s
             assert time.monotonic() - restarted < 5.0
             assert c.patient.joins[-1].resume_gap, "the new process could not replay"
 
-            # The connected period survived the restart: still one, still open.
+            # The connected period survived the restart: still one, still open. Connection
+            # events travel through signaling's outbox (delivered by the new process if the
+            # old one died first), so the session service has them soon, not at once.
+            async def period_recorded() -> bool:
+                reply = await flows.session.GetVisit(
+                    session_pb2.GetVisitRequest(visit_id=c.visit.visit_id),
+                    metadata=c.visit.clinician,
+                )
+                return len(reply.visit.connected_periods) > 0
+
+            await eventually(period_recorded, 10.0, 0.2)
             visit = await flows.session.GetVisit(
                 session_pb2.GetVisitRequest(visit_id=c.visit.visit_id), metadata=c.visit.clinician
             )
