@@ -9,4 +9,5 @@ mkdir -p "$out"
 PATH="$(pwd)/.venv/bin:$PATH" .venv/bin/python -m grpc_tools.protoc -Iprotos \
   --python_out="$out" --grpc_python_out="$out" \
   --mypy_out="$out" --mypy_grpc_out="$out" \
-  $(cd protos && find . -name '*.proto' | sed 's|^\./||' | sort) >/dev/null
+  $(cd protos && find . -name '*.proto' | sed 's|^\./||' | sort) 2>&1 \
+  | { grep -v '^Writing mypy to' || true; }  # mypy-protobuf names every file it writes
