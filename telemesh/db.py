@@ -16,18 +16,24 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from opentelemetry import trace
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from telemesh.config import load, setting
+
 T = TypeVar("T")
 logger = logging.getLogger("telemesh.db")
+_db_tracer = trace.get_tracer("telemesh.db")
 
 
 def is_sqlite(url: str) -> bool:
@@ -82,6 +88,56 @@ def _attach_sqlite_events(engine: AsyncEngine, begin: str) -> None:
     event.listen(engine.sync_engine, "begin", on_begin)
 
 
+def _trace_statements(engine: AsyncEngine) -> None:
+    """A CLIENT span per SQL statement, under the current span, when that one records
+    (TELEMESH_TRACE_SQL_STATEMENTS; by default a transaction is one span).
+
+    The span carries the statement's text (bound parameters never: they may be PHI) and
+    the database's name, never the server's address. Traffic that is not sampled pays
+    one check per statement.
+    """
+    backend = engine.dialect.name
+    database = Path(engine.url.database or "").name if backend == "sqlite" else engine.url.database
+
+    def before(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: Any
+    ) -> None:
+        if not trace.get_current_span().is_recording():
+            return
+        operation = statement.split(None, 1)[0].upper() if statement.strip() else "SQL"
+        context._telemesh_span = _db_tracer.start_span(
+            f"{operation} {database}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "db.system": backend,
+                "db.name": database or "",
+                "db.operation": operation,
+                "db.statement": statement,
+            },
+        )
+
+    def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: Any) -> None:
+        span = getattr(context, "_telemesh_span", None)
+        if span is not None:
+            span.end()
+            context._telemesh_span = None
+
+    def failed(exception_context: Any) -> None:
+        span = getattr(exception_context.execution_context, "_telemesh_span", None)
+        if span is not None:
+            span.set_status(
+                trace.Status(
+                    trace.StatusCode.ERROR, type(exception_context.original_exception).__name__
+                )
+            )
+            span.end()
+            exception_context.execution_context._telemesh_span = None
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    event.listen(engine.sync_engine, "after_cursor_execute", after)
+    event.listen(engine.sync_engine, "handle_error", failed)
+
+
 def _is_transient(error: BaseException) -> bool:
     """A conflict that a retry of the whole transaction resolves."""
     if isinstance(error, exc.DBAPIError):
@@ -95,12 +151,25 @@ def _is_transient(error: BaseException) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class DatabaseSettings:
+    trace_statements: bool = setting(
+        "TELEMESH_TRACE_SQL_STATEMENTS",
+        False,
+        "A span per SQL statement (off: one span per transaction, cheaper).",
+    )
+
+
 class Database:
     """A service's database: a write path and a read path over one URL."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
+        parsed = make_url(url)
+        self.backend = parsed.get_backend_name()
+        # The database's name only (a file's name for SQLite), never a host or a path.
+        self.name = Path(parsed.database or "").name if self.sqlite else (parsed.database or "")
         options: dict[str, Any] = {"hide_parameters": True}  # values may be PHI
         if not self.sqlite:
             # No pre-ping: it costs a round trip per transaction. A connection the server
@@ -113,6 +182,9 @@ class Database:
             _attach_sqlite_events(self.read_engine, "BEGIN")
         else:
             self.read_engine = self.write_engine
+        if load(DatabaseSettings).trace_statements:
+            for engine in {self.write_engine, self.read_engine}:
+                _trace_statements(engine)
         self._writes = async_sessionmaker(
             self.write_engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -125,18 +197,32 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A read-write transaction, committed when the block ends without error."""
-        if self._write_lock is not None:
-            async with self._write_lock, self._writes() as session, session.begin():
-                yield session
-        else:
-            async with self._writes() as session, session.begin():
-                yield session
+        with self._span("write"):
+            if self._write_lock is not None:
+                async with self._write_lock, self._writes() as session, session.begin():
+                    yield session
+            else:
+                async with self._writes() as session, session.begin():
+                    yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A read-only transaction (never blocks writers on SQLite's WAL)."""
-        async with self._reads() as session, session.begin():
-            yield session
+        with self._span("read"):
+            async with self._reads() as session, session.begin():
+                yield session
+
+    def _span(self, kind: str) -> AbstractContextManager[Any]:
+        """A CLIENT span for the transaction, when the current span records: the time a
+        call spends in its database, at the cost of one span (statement spans are
+        TELEMESH_TRACE_SQL_STATEMENTS)."""
+        if not trace.get_current_span().is_recording():
+            return nullcontext()
+        return _db_tracer.start_as_current_span(
+            f"db {kind} {self.name}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": self.backend, "db.name": self.name, "db.operation": kind},
+        )
 
     async def run_write(
         self, work: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 6
@@ -164,8 +250,6 @@ def migrate(package: str, url: str) -> None:
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
-            from pathlib import Path
-
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     config = Config()
     config.set_main_option("script_location", f"{package}:migrations")

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
 SETTINGS = [
     ("every service", "telemesh.config:RuntimeSettings"),
     ("telemetry", "telemesh.telemetry:TelemetrySettings"),
+    ("databases", "telemesh.db:DatabaseSettings"),
     ("session", "svc_session.settings:SessionSettings"),
     ("signaling", "svc_signaling.settings:SignalingSettings"),
     ("consent", "svc_consent.settings:ConsentSettings"),
