@@ -288,20 +288,23 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     # --- admission and recording ----------------------------------------------------
 
-    @in_visit_trace("admit")
-    async def AdmitPatient(
-        self, request: signaling_pb2.AdmitPatientRequest, context: Context
-    ) -> signaling_pb2.AdmitPatientResponse:
+    async def _clinicians_room(self, request: Any, what: str) -> Room:
+        """The open room of a call only its clinician may make (`what` they do)."""
         check = Violations()
         check.uuid("request_id", request.request_id)
         checks.room_id(check, request.room_id)
         check.raise_if_any()
         _, room, role = await self._member(request.room_id)
         if role != CLINICIAN:
-            raise PermissionDenied(
-                "CLINICIAN_ONLY", "only the visit's clinician admits the patient"
-            )
+            raise PermissionDenied("CLINICIAN_ONLY", f"only the visit's clinician {what}")
         self._open(room)
+        return room
+
+    @in_visit_trace("admit")
+    async def AdmitPatient(
+        self, request: signaling_pb2.AdmitPatientRequest, context: Context
+    ) -> signaling_pb2.AdmitPatientResponse:
+        room = await self._clinicians_room(request, "admits the patient")
         await self.app.session.admit(room.visit_id, request.request_id)
 
         async def work(session: AsyncSession) -> signaling_pb2.AdmitPatientResponse:
@@ -324,16 +327,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def SetRecording(
         self, request: signaling_pb2.SetRecordingRequest, context: Context
     ) -> signaling_pb2.SetRecordingResponse:
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        checks.room_id(check, request.room_id)
-        check.raise_if_any()
-        _, room, role = await self._member(request.room_id)
-        if role != CLINICIAN:
-            raise PermissionDenied(
-                "CLINICIAN_ONLY", "only the visit's clinician turns recording on or off"
-            )
-        self._open(room)
+        room = await self._clinicians_room(request, "turns recording on or off")
         if request.recording and not await self.app.consent.is_permitted(
             room.user_id(PATIENT), RECORDING
         ):
