@@ -4,7 +4,6 @@ reduced to what coding and the charge rest on."""
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -12,12 +11,6 @@ from svc_billing.coding import VisitFacts
 from telemesh.billing.v1 import billing_pb2
 from telemesh.validation import Violations
 
-# Identifiers of other services' records (visits, patients, clinicians, practices,
-# payers): the session service's identifier shape.
-IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
-# The shape of an ICD-10-CM code: a letter, a digit, a letter or digit, then optionally
-# a dot and one to four letters or digits (`J06.9`, `S72.001A`, `E119`).
-ICD10_CM = re.compile(r"^[A-Z][0-9][A-Z0-9](\.?[A-Z0-9]{1,4})?$")
 MAX_DIAGNOSES = 12
 MAX_CONNECTED_SECONDS = 86_400
 # A completion dated in the future beyond clock skew is a bug upstream, not a visit.
@@ -42,32 +35,6 @@ class Completion:
     digest: str
 
 
-def parse_date(check: Violations, field: str, value: str) -> date | None:
-    """A `YYYY-MM-DD` date, or None with a violation."""
-    if not value:
-        check.add(field, "is required (YYYY-MM-DD)")
-        return None
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        check.add(field, "must be a date YYYY-MM-DD")
-        return None
-
-
-def identifier(check: Violations, field: str, value: str, *, required: bool = True) -> None:
-    if not value:
-        if required:
-            check.add(field, "is required")
-        return
-    check.check(
-        bool(IDENTIFIER.fullmatch(value)),
-        field,
-        "must be 1 to 100 letters, digits or . _ : @ -",
-    )
-
-
 def completion_digest(request: billing_pb2.RecordVisitCompletionRequest) -> str:
     """What a redelivery must match: the completion's canonical bytes."""
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
@@ -81,12 +48,7 @@ def check_diagnoses(check: Violations, codes: list[str]) -> None:
     if len(set(codes)) != len(codes):
         check.add("diagnosis_codes", "codes must be distinct")
     for index, code in enumerate(codes[: MAX_DIAGNOSES + 1]):
-        check.check(
-            bool(ICD10_CM.fullmatch(code)),
-            f"diagnosis_codes[{index}]",
-            "is not an ICD-10-CM code (upper case: letter, digit, letter or digit, then "
-            "optionally a dot and 1 to 4 letters or digits, e.g. J06.9)",
-        )
+        check.icd10_cm(f"diagnosis_codes[{index}]", code)
 
 
 def validate_completion(
@@ -96,14 +58,14 @@ def validate_completion(
     now = now or datetime.now(UTC)
     check = Violations()
     for field in ("visit_id", "patient_id", "clinician_id", "practice_id"):
-        identifier(check, field, getattr(request, field))
-    identifier(check, "payer_id", request.payer_id, required=False)
+        check.identifier(field, getattr(request, field))
+    check.identifier("payer_id", request.payer_id, required=False)
     complete_time = check.timestamp(
         "complete_time", request.complete_time, request.HasField("complete_time")
     )
     if complete_time is not None and complete_time > now + MAX_CLOCK_SKEW:
         check.add("complete_time", "is in the future")
-    service_date = parse_date(check, "service_date", request.service_date)
+    service_date = check.iso_date("service_date", request.service_date)
     if service_date is not None and complete_time is not None:
         days_before = (complete_time.date() - service_date).days
         check.check(

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from svc_billing.models import BILLABLE, BILLED, NOT_BILLABLE, VOIDED, ChargeEventRow
 from svc_billing.store import ChargeRecord
 from telemesh.billing.v1 import billing_pb2
+from telemesh.timestamps import timestamp
 
 STATE_TO_PROTO = {
     BILLABLE: billing_pb2.CHARGE_STATE_BILLABLE,
@@ -17,12 +14,6 @@ STATE_TO_PROTO = {
     NOT_BILLABLE: billing_pb2.CHARGE_STATE_NOT_BILLABLE,
 }
 PROTO_TO_STATE = {value: key for key, value in STATE_TO_PROTO.items()}
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def money(amount_minor: int, currency: str) -> billing_pb2.Money:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from svc_billing.charges import build_charge
-from svc_billing.completion import IDENTIFIER, parse_date, validate_completion
+from svc_billing.completion import validate_completion
 from svc_billing.fhir_claim import export_claim
 from svc_billing.messages import PROTO_TO_STATE, charge_message
 from svc_billing.models import BILLED, VOIDED
@@ -112,8 +112,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             patient_id = principal.subject
         check = Violations()
         for field, value in (("patient_id", patient_id), ("visit_id", request.visit_id)):
-            if value:
-                check.check(bool(IDENTIFIER.fullmatch(value)), field, "is not a valid id")
+            check.identifier(field, value, required=False)
         states = []
         for index, state in enumerate(request.states):
             if check.check(state in PROTO_TO_STATE, f"states[{index}]", "is not a charge state"):
@@ -198,10 +197,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         )
         require_self_or("patient", patient_id, BILLING_ROLE)
         check = Violations()
-        if check.required("patient_id", patient_id):
-            check.check(bool(IDENTIFIER.fullmatch(patient_id)), "patient_id", "is not a valid id")
-        start = parse_date(check, "start_date", request.start_date)
-        end = parse_date(check, "end_date", request.end_date)
+        check.identifier("patient_id", patient_id)
+        start = check.iso_date("start_date", request.start_date)
+        end = check.iso_date("end_date", request.end_date)
         if start is not None and end is not None:
             _check_period(check, start, end)
         check.raise_if_any()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from svc_consent.models import AuditEntryRow, ConsentVersionRow
 from telemesh.consent.v1 import consent_pb2
+from telemesh.timestamps import timestamp
 
 # The watch stream's kind of change for each state a version can have.
 CHANGE_KINDS: dict[int, consent_pb2.ConsentChangeKind.ValueType] = {
@@ -16,12 +13,6 @@ CHANGE_KINDS: dict[int, consent_pb2.ConsentChangeKind.ValueType] = {
     consent_pb2.CONSENT_STATE_REVOKED: consent_pb2.CONSENT_CHANGE_KIND_REVOKED,
     consent_pb2.CONSENT_STATE_EXPIRED: consent_pb2.CONSENT_CHANGE_KIND_EXPIRED,
 }
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def consent(row: ConsentVersionRow) -> consent_pb2.Consent:

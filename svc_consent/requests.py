@@ -10,7 +10,6 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from svc_consent.ledger import ConsentKey
-from svc_consent.models import ID_LENGTH
 from telemesh.auth import Principal
 from telemesh.consent.v1 import consent_pb2
 from telemesh.validation import Violations
@@ -34,21 +33,15 @@ CAPTURE_BY_ROLE = {
 }
 
 
-def _identifier(check: Violations, field: str, value: str, required: bool = True) -> None:
-    if required and not check.required(field, value):
-        return
-    check.max_length(field, value, ID_LENGTH)
-
-
 def consent_key(
     check: Violations, patient_id: str, category: int, partner_clinic_id: str
 ) -> ConsentKey:
     """The patient, a known category, and a partner clinic exactly for sharing."""
-    _identifier(check, "patient_id", patient_id)
+    check.identifier("patient_id", patient_id)
     if category not in CATEGORIES:
         check.add("category", "must be TELEHEALTH, RECORDING or PARTNER_SHARING")
     elif category == consent_pb2.CONSENT_CATEGORY_PARTNER_SHARING:
-        _identifier(check, "partner_clinic_id", partner_clinic_id)
+        check.identifier("partner_clinic_id", partner_clinic_id)
     elif partner_clinic_id:
         check.add("partner_clinic_id", "is only for PARTNER_SHARING")
     return ConsentKey(patient_id, category, partner_clinic_id)
@@ -190,7 +183,7 @@ def _duration(value: Duration) -> timedelta:
 
 def watch(request: consent_pb2.WatchConsentChangesRequest) -> WatchRequest:
     check = Violations()
-    _identifier(check, "patient_id", request.patient_id, required=False)
+    check.identifier("patient_id", request.patient_id, required=False)
     after = request.after_sequence if request.HasField("after_sequence") else None
     if after is not None:
         check.check(after >= 0, "after_sequence", "must not be negative")
@@ -207,5 +200,5 @@ def watch(request: consent_pb2.WatchConsentChangesRequest) -> WatchRequest:
 
 def patient_filter(value: str, required: bool) -> None:
     check = Violations()
-    _identifier(check, "patient_id", value, required=required)
+    check.identifier("patient_id", value, required=required)
     check.raise_if_any()

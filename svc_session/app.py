@@ -4,6 +4,7 @@ outbox relay and the no-show sweeper, on the shared bootstrap."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import timedelta
 
@@ -82,10 +83,9 @@ class SessionApp(ServiceAppBase):
                     overdue = await booking.overdue_visits(session, grace)
                 for visit_id in overdue:
                     request = session_pb2.MarkNoShowRequest(visit_id=visit_id)
-
-                    async def mark(s, request=request):  # type: ignore[no-untyped-def]
-                        return await booking.mark_no_show(s, request, grace, SWEEPER)
-
+                    mark = functools.partial(
+                        booking.mark_no_show, request=request, grace=grace, sweeper=SWEEPER
+                    )
                     try:
                         await self.db.run_write(mark)
                     except TelemeshError:

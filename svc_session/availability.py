@@ -16,12 +16,12 @@ from svc_session.models import (
     AvailabilityRow,
     SlotClaimRow,
 )
-from svc_session.profiles import check_id, load_clinician
-from svc_session.visit_store import timestamp
+from svc_session.profiles import load_clinician
 from telemesh.auth import current_principal, require_self_or
 from telemesh.errors import FailedPrecondition, NotFound
 from telemesh.paging import decode_token, encode_token, page_size
 from telemesh.session.v1 import session_pb2
+from telemesh.timestamps import timestamp
 from telemesh.validation import Violations
 
 MAX_SLOT_RANGE = timedelta(days=62)
@@ -96,7 +96,7 @@ async def set_weekly(
     session: AsyncSession, request: session_pb2.SetWeeklyAvailabilityRequest
 ) -> session_pb2.SetWeeklyAvailabilityResponse:
     check = Violations()
-    check_id(check, "clinician_id", request.clinician_id)
+    check.identifier("clinician_id", request.clinician_id)
     check.raise_if_any()
     require_self_or("clinician", request.clinician_id, "admin")
     clinician = await load_clinician(session, request.clinician_id)
@@ -144,11 +144,8 @@ async def add_exception(
 ) -> session_pb2.AddAvailabilityExceptionResponse:
     wanted = request.exception
     check = Violations()
-    check_id(check, "exception.clinician_id", wanted.clinician_id)
-    try:
-        date.fromisoformat(wanted.local_date)
-    except ValueError:
-        check.add("exception.local_date", "must be an ISO date, YYYY-MM-DD")
+    check.identifier("exception.clinician_id", wanted.clinician_id)
+    check.iso_date("exception.local_date", wanted.local_date)
     if wanted.kind not in (EXTRA, TIME_OFF):
         check.add("exception.kind", "must be TIME_OFF or EXTRA_HOURS")
     whole_day = not wanted.start_local_time and not wanted.end_local_time
@@ -188,15 +185,11 @@ async def list_exceptions(
     session: AsyncSession, request: session_pb2.ListAvailabilityExceptionsRequest
 ) -> session_pb2.ListAvailabilityExceptionsResponse:
     check = Violations()
-    check_id(check, "clinician_id", request.clinician_id)
-    dates = []
-    for field in ("start_local_date", "end_local_date"):
-        try:
-            dates.append(date.fromisoformat(getattr(request, field)))
-        except ValueError:
-            check.add(field, "must be an ISO date, YYYY-MM-DD")
-    if len(dates) == 2:
-        check.check(dates[0] <= dates[1], "end_local_date", "must not be before the start")
+    check.identifier("clinician_id", request.clinician_id)
+    first = check.iso_date("start_local_date", request.start_local_date)
+    last = check.iso_date("end_local_date", request.end_local_date)
+    if first is not None and last is not None:
+        check.check(first <= last, "end_local_date", "must not be before the start")
     size = page_size(request.page_size)
     check.raise_if_any()
     require_self_or("clinician", request.clinician_id, "admin")
@@ -279,7 +272,7 @@ async def list_slots(
     current_principal()  # any signed-in user may look for slots
     now = datetime.now(UTC)
     check = Violations()
-    check_id(check, "clinician_id", request.clinician_id)
+    check.identifier("clinician_id", request.clinician_id)
     start = check.timestamp("start_time", request.start_time, request.HasField("start_time"))
     end = check.timestamp("end_time", request.end_time, request.HasField("end_time"))
     if start is not None and end is not None:

@@ -25,7 +25,6 @@ from svc_session.models import (
     VisitRow,
     VisitTransitionRow,
 )
-from svc_session.profiles import check_id
 from svc_session.visit_store import (
     load_visit,
     require_participant,
@@ -91,8 +90,8 @@ async def book(
 ) -> session_pb2.BookVisitResponse:
     principal = current_principal()
     check = Violations()
-    check_id(check, "clinician_id", request.clinician_id)
-    check_id(check, "patient_id", request.patient_id)
+    check.identifier("clinician_id", request.clinician_id)
+    check.identifier("patient_id", request.patient_id)
     start = _check_start(check, "start_time", request.start_time, request.HasField("start_time"))
     check.raise_if_any()
     assert start is not None

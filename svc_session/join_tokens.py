@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session.visit_store import load_visit, require_participant, timestamp, visit_work
+from svc_session.visit_store import load_visit, require_participant, visit_work
 from telemesh.auth import current_principal
 from telemesh.errors import FailedPrecondition
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.session.v1 import session_pb2
+from telemesh.timestamps import timestamp
 from telemesh.validation import Violations
 
 ISSUER = "telemesh-session"

@@ -10,22 +10,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session.models import ClinicianRow, PatientRow, VisitRow
 from svc_session.schedule import is_time_zone
-from svc_session.visit_store import timestamp
 from telemesh.auth import current_principal, require_self_or
 from telemesh.errors import AlreadyExists, NotFound, PermissionDenied
 from telemesh.field_crypto import FieldCipher
 from telemesh.session.v1 import session_pb2
+from telemesh.timestamps import timestamp
 from telemesh.validation import Violations
 
 PHI_COLUMNS = ("display_name", "birth_date", "email", "phone")
-_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
 _PHONE = re.compile(r"^\+?[0-9 ().-]{5,20}$")
-
-
-def check_id(check: Violations, field: str, value: str) -> None:
-    if check.required(field, value):
-        check.check(bool(_ID.match(value)), field, "must be 1-100 letters, digits or ._:@-")
 
 
 def _check_person(
@@ -34,15 +28,13 @@ def _check_person(
     check.required(f"{prefix}.display_name", person.display_name)
     check.max_length(f"{prefix}.display_name", person.display_name, 200)
     if person.birth_date:
-        try:
-            born = date.fromisoformat(person.birth_date)
+        born = check.iso_date(f"{prefix}.birth_date", person.birth_date)
+        if born is not None:
             check.check(
                 date(1900, 1, 1) <= born <= datetime.now(UTC).date(),
                 f"{prefix}.birth_date",
                 "must be a past date after 1900",
             )
-        except ValueError:
-            check.add(f"{prefix}.birth_date", "must be an ISO date, YYYY-MM-DD")
     if person.email:
         check.check(bool(_EMAIL.match(person.email)), f"{prefix}.email", "is not an email address")
     if person.phone:
@@ -94,7 +86,7 @@ async def create_patient(
     principal = current_principal()
     patient_id = request.patient.patient_id or principal.subject
     check = Violations()
-    check_id(check, "patient.patient_id", patient_id)
+    check.identifier("patient.patient_id", patient_id)
     _check_person(check, "patient", request.patient)
     check.raise_if_any()
     require_self_or("patient", patient_id, "admin")
@@ -115,7 +107,7 @@ async def get_patient(
 ) -> session_pb2.GetPatientResponse:
     principal = current_principal()
     check = Violations()
-    check_id(check, "patient_id", request.patient_id)
+    check.identifier("patient_id", request.patient_id)
     check.raise_if_any()
     allowed = principal.is_user("patient", request.patient_id) or principal.role == "admin"
     if not allowed and principal.role == "clinician":
@@ -142,13 +134,13 @@ async def create_clinician(
     clinician = request.clinician
     clinician_id = clinician.clinician_id or principal.subject
     check = Violations()
-    check_id(check, "clinician.clinician_id", clinician_id)
+    check.identifier("clinician.clinician_id", clinician_id)
     _check_person(check, "clinician", clinician)
     if check.required("clinician.time_zone", clinician.time_zone):
         check.check(
             is_time_zone(clinician.time_zone), "clinician.time_zone", "is not an IANA time zone"
         )
-    check_id(check, "clinician.practice_id", clinician.practice_id)
+    check.identifier("clinician.practice_id", clinician.practice_id)
     check.raise_if_any()
     require_self_or("clinician", clinician_id, "admin")
     if await session.get(ClinicianRow, clinician_id) is not None:
@@ -179,7 +171,7 @@ async def get_clinician(
 ) -> session_pb2.GetClinicianResponse:
     principal = current_principal()
     check = Violations()
-    check_id(check, "clinician_id", request.clinician_id)
+    check.identifier("clinician_id", request.clinician_id)
     check.raise_if_any()
     row = await load_clinician(session, request.clinician_id)
     with_phi = principal.is_user("clinician", row.clinician_id) or principal.role == "admin"

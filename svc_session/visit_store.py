@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,6 +13,7 @@ from svc_session.models import ConnectedPeriodRow, VisitRow, VisitTransitionRow
 from telemesh.auth import Principal
 from telemesh.errors import FailedPrecondition, NotFound, PermissionDenied
 from telemesh.session.v1 import session_pb2
+from telemesh.timestamps import timestamp
 from telemesh.tracing.visit import visit_span
 
 S = session_pb2.VisitState
@@ -29,16 +29,6 @@ ALLOWED_TRANSITIONS: dict[int, frozenset[int]] = {
     S.VISIT_STATE_IN_PROGRESS: frozenset({S.VISIT_STATE_COMPLETED}),
 }
 
-# States whose visit still holds its slot.
-HOLDS_SLOT = frozenset(
-    {
-        S.VISIT_STATE_BOOKED,
-        S.VISIT_STATE_CHECKED_IN,
-        S.VISIT_STATE_IN_PROGRESS,
-        S.VISIT_STATE_COMPLETED,
-    }
-)
-
 
 @contextmanager
 def visit_work(visit: VisitRow, action: str) -> Iterator[None]:
@@ -53,12 +43,6 @@ def visit_work(visit: VisitRow, action: str) -> Iterator[None]:
 
 def state_name(state: int) -> str:
     return S.Name(S.ValueType(state)).removeprefix("VISIT_STATE_").lower()
-
-
-def timestamp(instant: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(instant.astimezone(UTC))
-    return stamp
 
 
 async def load_visit(session: AsyncSession, visit_id: str, *, for_update: bool = False) -> VisitRow:

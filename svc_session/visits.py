@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +17,6 @@ from svc_session.visit_store import (
     periods_of,
     require_participant,
     role_in,
-    timestamp,
     to_proto,
     transition,
     visit_work,
@@ -31,11 +29,11 @@ from telemesh.outbox import enqueue
 from telemesh.paging import decode_token, encode_token, page_size
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
+from telemesh.timestamps import timestamp
 from telemesh.tracing.visit import record_visit_root
 from telemesh.validation import Violations
 
 S = session_pb2.VisitState
-ICD10_CM = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
 NEW_PATIENT_LOOKBACK = timedelta(days=3 * 365)
 RECORD_COMPLETION = "/telemesh.billing.v1.BillingService/RecordVisitCompletion"
 # Services that read visits: signaling checks a room's visit.
@@ -237,9 +235,7 @@ async def complete(
     codes = [code.strip().upper() for code in request.diagnosis_codes]
     check.check(1 <= len(codes) <= 12, "diagnosis_codes", "give 1 to 12 ICD-10-CM codes")
     for index, code in enumerate(codes):
-        check.check(
-            bool(ICD10_CM.match(code)), f"diagnosis_codes[{index}]", "is not an ICD-10-CM code"
-        )
+        check.icd10_cm(f"diagnosis_codes[{index}]", code)
     check.check(len(set(codes)) == len(codes), "diagnosis_codes", "has a code twice")
     check.raise_if_any()
     visit = await load_visit(session, request.visit_id, for_update=True)

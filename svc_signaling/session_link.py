@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,6 +13,7 @@ from telemesh.clients import ServiceClients, on_behalf_of_caller
 from telemesh.errors import FailedPrecondition, from_rpc_error
 from telemesh.outbox import Deliver, OutboxEvent, enqueue, grpc_deliverer
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
+from telemesh.timestamps import timestamp
 
 RECORD_CONNECTION_EVENT = "/telemesh.session.v1.SessionService/RecordConnectionEvent"
 # Request ids we derive for calls to the session service live in their own namespace.
@@ -103,8 +103,7 @@ def enqueue_connection_event(
         if connected
         else session_pb2.CONNECTION_EVENT_KIND_DISCONNECTED
     )
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
+    stamp = timestamp(when)
     request_id = derived_request_id("connection", period, str(kind))
     request = session_pb2.RecordConnectionEventRequest(
         request_id=request_id, visit_id=visit_id, kind=kind, event_time=stamp

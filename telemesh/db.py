@@ -62,25 +62,22 @@ def sync_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(begin: str) -> Callable[[Any, Any], None]:
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite would defer it).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=FULL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=15000",
-        ):
-            cursor.execute(pragma)
-        cursor.close()
-
-    return on_connect
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite would defer it).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=15000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
 
 
 def _attach_sqlite_events(engine: AsyncEngine, begin: str) -> None:
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas(begin))
+    event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
 
     def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql(begin)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from telemesh.errors import FieldViolation, InvalidArgument
+
+# Ids of users and records across services (a token's subject, a visit, a practice).
+IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
+# The shape of an ICD-10-CM code: a letter, a digit, a letter or digit, then optionally
+# a dot and one to four letters or digits (`J06.9`, `S72.001A`, `E119`).
+ICD10_CM = re.compile(r"^[A-Z][0-9][A-Z0-9](\.?[A-Z0-9]{1,4})?$")
 
 
 class Violations:
@@ -37,6 +44,37 @@ class Violations:
             self.add(field, "must be a UUID")
             return False
         return True
+
+    def identifier(self, field: str, value: str, *, required: bool = True) -> bool:
+        """An id of the shape every service shares (1-100 letters, digits, `._:@-`)."""
+        if not value:
+            if required:
+                self.add(field, "is required")
+            return False
+        return self.check(
+            bool(IDENTIFIER.fullmatch(value)), field, "must be 1-100 letters, digits or ._:@-"
+        )
+
+    def icd10_cm(self, field: str, code: str) -> bool:
+        return self.check(
+            bool(ICD10_CM.fullmatch(code)),
+            field,
+            "is not an ICD-10-CM code (upper case: letter, digit, letter or digit, then "
+            "optionally a dot and 1 to 4 letters or digits, e.g. J06.9)",
+        )
+
+    def iso_date(self, field: str, value: str) -> date | None:
+        """The date in `value` (`YYYY-MM-DD`), or None with a violation."""
+        if not value:
+            self.add(field, "is required (YYYY-MM-DD)")
+            return None
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError
+            return date.fromisoformat(value)
+        except ValueError:
+            self.add(field, "must be a date YYYY-MM-DD")
+            return None
 
     def max_length(self, field: str, value: str, limit: int) -> bool:
         return self.check(len(value) <= limit, field, f"must be at most {limit} characters")

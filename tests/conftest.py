@@ -9,8 +9,6 @@ import pytest
 
 from tests.harness import Stack, Tokens
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:

@@ -9,8 +9,8 @@ from telemesh.demo.steps import (
     Visit,
     VisitSteps,
     rid,
-    ts,
 )
+from telemesh.timestamps import timestamp as ts
 from tests.harness import Stack
 
 __all__ = ["ALL_WEEK", "CONSENT_TEXT", "Flows", "Metadata", "Visit", "rid", "ts"]

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.identity.tokens import DevIssuer
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
+from telemesh.timestamps import timestamp as ts
 
 Metadata = tuple[tuple[str, str], ...]
 CONSENT_TEXT = b"I agree to receive care by video visit. (Telemesh sample consent text 2026-01)"
@@ -33,12 +33,6 @@ ALL_WEEK = [
 
 def rid() -> str:
     return str(uuid.uuid4())
-
-
-def ts(instant: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(instant)
-    return stamp
 
 
 @dataclass

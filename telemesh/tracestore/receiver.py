@@ -8,22 +8,18 @@ spans in $TELEMESH_HOME/traces.db for `telemesh trace`.
 from __future__ import annotations
 
 import asyncio
-import logging
-import signal
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from telemesh.config import RuntimeSettings, load, setting
-from telemesh.logs import log, setup_logging
-from telemesh.server import bind_address
+from telemesh.logs import setup_logging
+from telemesh.server import serve
 from telemesh.tracestore.store import SpanStore
-
-logger = logging.getLogger("telemesh.tracestore")
 
 
 @dataclass(frozen=True)
@@ -55,19 +51,25 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
-async def serve(address: str, store: SpanStore, stopping: asyncio.Event) -> None:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 32 * 1024 * 1024)])
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        TraceReceiver(store), server
-    )
-    checker = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-    bound = bind_address(server, address)
-    await server.start()
-    await checker.set("", health_pb2.HealthCheckResponse.SERVING)
-    log(logger, logging.INFO, "receiving traces", address=bound)
-    await stopping.wait()
-    await server.stop(grace=2)
+class ReceiverApp:
+    """The receiver as an app of the one server bootstrap (health, drain on SIGTERM)."""
+
+    name = "tracestore"
+    service_names = (trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,)
+
+    def __init__(self, store: SpanStore) -> None:
+        self.store = store
+
+    async def start(self, server: grpc.aio.Server) -> None:
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            TraceReceiver(self.store), server
+        )
+
+    async def drain(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.store.close()
 
 
 def main() -> None:
@@ -75,18 +77,11 @@ def main() -> None:
     receiver = load(ReceiverSettings)
     setup_logging("tracestore", settings.log_level)
     store = SpanStore(store_path(settings, receiver))
-
-    async def run() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        await serve(receiver.listen, store, stopping)
-
-    try:
-        asyncio.run(run())
-    finally:
-        store.close()
+    # No telemetry of its own (it would trace its own exports) and no token issuer.
+    listening = dataclasses.replace(
+        settings, listen=receiver.listen, dev_issuer=False, drain_seconds=2.0
+    )
+    asyncio.run(serve(ReceiverApp(store), listening))
 
 
 if __name__ == "__main__":

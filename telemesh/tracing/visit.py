@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 
 from telemesh.tracing.ids import PresetIdGenerator, preset_ids
 
@@ -111,14 +111,6 @@ def record_visit_root(
             start_time=_ns(started),
         )
     span.end(end_time=_ns(ended))
-
-
-def as_remote_parent(traceparent: str) -> trace.Span:
-    """The visit's root as a non-recording span, for APIs that take a parent span."""
-    parent = visit_context(traceparent)
-    if parent is None:
-        return trace.INVALID_SPAN
-    return NonRecordingSpan(trace.get_current_span(parent).get_span_context())
 
 
 def record_visit_span(

@@ -9,11 +9,11 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
+from telemesh.timestamps import timestamp
 from tests.harness import Stack
 
 Metadata = tuple[tuple[str, str], ...]
@@ -27,8 +27,7 @@ def completion(**fields: Any) -> billing_pb2.RecordVisitCompletionRequest:
     """A valid completion (established patient, 25 min audio-video at home), with
     `fields` replaced."""
     complete_time = fields.pop("complete_time", datetime.now(UTC) - timedelta(minutes=5))
-    stamp = Timestamp()
-    stamp.FromDatetime(complete_time)
+    stamp = timestamp(complete_time)
     values: dict[str, Any] = {
         "visit_id": new_id("visit"),
         "patient_id": new_id("patient"),

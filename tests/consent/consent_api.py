@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import Engine, create_engine
 
 from telemesh.consent.v1 import consent_pb2 as P
 from telemesh.consent.v1 import consent_pb2_grpc
 from telemesh.db import sync_url
+from telemesh.timestamps import timestamp
 from tests.harness import Stack, new_request_id
 
 T = TypeVar("T")
@@ -32,12 +32,6 @@ SHARING = P.CONSENT_CATEGORY_PARTNER_SHARING
 
 def new_patient() -> str:
     return f"p-{uuid.uuid4().hex[:10]}"
-
-
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
