@@ -40,15 +40,22 @@ class NoopTarget:
 
     async def measure(self, clients: int, seconds: float = 4.0) -> Result:
         async with grpc.aio.insecure_channel(self.address) as channel:
-            noop: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-                NOOP_METHOD, request_serializer=None, response_deserializer=None
-            )
-            metadata = (("authorization", f"Bearer {self.token}"),)
+            return await measure_noop("no-op RPC (baseline)", channel, self.token, clients, seconds)
 
-            async def call(_client: int, _n: int) -> None:
-                await noop(b"", metadata=metadata)
 
-            return await measure("no-op RPC (baseline)", call, clients, seconds)
+async def measure_noop(
+    name: str, channel: grpc.aio.Channel, token: str, clients: int, seconds: float = 4.0
+) -> Result:
+    """`clients` closed loops of the no-op RPC over `channel`, as user `token`."""
+    noop: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        NOOP_METHOD, request_serializer=None, response_deserializer=None
+    )
+    metadata = (("authorization", f"Bearer {token}"),)
+
+    async def call(_client: int, _n: int) -> None:
+        await noop(b"", metadata=metadata)
+
+    return await measure(name, call, clients, seconds)
 
 
 async def run(home: Path) -> None:

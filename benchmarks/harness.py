@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from telemesh.stack.process import ManagedProcess, grpc_health_probe
+from telemesh.stack.process import ManagedProcess, module_process
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
 
 
 @dataclass(frozen=True)
@@ -27,20 +34,32 @@ class Result:
     calls: int
     errors: int
     seconds: float
-    p50_ms: float
-    p99_ms: float
+    latencies_ms: list[float] = field(repr=False)  # of every measured call
 
     @property
     def throughput(self) -> float:
         return self.calls / self.seconds if self.seconds else 0.0
 
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies_ms, 0.50)
 
-def percentile(samples: list[float], fraction: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies_ms, 0.99)
+
+
+def pooled(name: str, *results: Result) -> Result:
+    """Measurements of one path taken at different times as one: calls and time added
+    up, percentiles over all their calls' latencies."""
+    return Result(
+        name,
+        results[0].clients,
+        sum(r.calls for r in results),
+        sum(r.errors for r in results),
+        sum(r.seconds for r in results),
+        [latency for r in results for latency in r.latencies_ms],
+    )
 
 
 async def measure(
@@ -76,15 +95,7 @@ async def measure(
             n += 1
 
     await asyncio.gather(*(loop(i) for i in range(clients)))
-    return Result(
-        name,
-        clients,
-        len(latencies),
-        errors,
-        seconds,
-        percentile(latencies, 0.50),
-        percentile(latencies, 0.99),
-    )
+    return Result(name, clients, len(latencies), errors, seconds, latencies)
 
 
 def row(result: Result, baseline: Result | None = None) -> str:
@@ -108,7 +119,5 @@ def summary(samples: list[float]) -> str:
 def python_process(
     name: str, module: str, env: dict[str, str], log: Path, address: str
 ) -> ManagedProcess:
-    """`python -m module`, ready when its gRPC health says SERVING."""
-    return ManagedProcess(
-        name, [sys.executable, "-m", module], env, log, cwd=REPO, ready=grpc_health_probe(address)
-    )
+    """`python -m module` in the repository, ready when its gRPC health says SERVING."""
+    return module_process(name, module, env, log, address, cwd=REPO)

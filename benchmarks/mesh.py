@@ -13,14 +13,13 @@ under 2 ms at p50.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import grpc
 
-from benchmarks.baseline import NoopTarget
-from benchmarks.harness import Result, measure, row
-from benchmarks.noop_server import NOOP_METHOD, NOOP_SERVICE
+from benchmarks.baseline import NoopTarget, measure_noop
+from benchmarks.harness import Result, pooled, row
+from benchmarks.noop_server import NOOP_SERVICE
 from telemesh.config import RuntimeSettings
 from telemesh.identity.tokens import DevIssuer
 from telemesh.mesh import envoy
@@ -45,20 +44,8 @@ BENCH_ALLOWLIST = AllowList(
 )
 
 
-def _noop_server(_service: str) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.noop_server"]
-
-
-async def _measure(name: str, channel: grpc.aio.Channel, token: str, clients: int) -> Result:
-    noop: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-        NOOP_METHOD, request_serializer=None, response_deserializer=None
-    )
-    metadata = (("authorization", f"Bearer {token}"),)
-
-    async def call(_client: int, _n: int) -> None:
-        await noop(b"", metadata=metadata)
-
-    return await measure(name, call, clients, SECONDS)
+def _noop_server(_service: str) -> str:
+    return "benchmarks.noop_server"
 
 
 def _versus(result: Result, direct: Result) -> str:
@@ -70,22 +57,9 @@ def _versus(result: Result, direct: Result) -> str:
     )
 
 
-def _mean(first: Result, second: Result) -> Result:
-    """Two measurements of the same path, taken before and after the others (drift)."""
-    return Result(
-        "direct (mean of before and after)",
-        first.clients,
-        first.calls + second.calls,
-        first.errors + second.errors,
-        first.seconds + second.seconds,
-        (first.p50_ms + second.p50_ms) / 2,
-        (first.p99_ms + second.p99_ms) / 2,
-    )
-
-
 async def run(home: Path) -> None:
     print("no-op RPC: direct vs through two mTLS sidecars vs through the edge (TLS, JWT, RBAC)")
-    print("(direct is measured before and after the proxied paths; ratios are to its mean)")
+    print("(direct is measured before and after the proxied paths; ratios are to both pooled)")
     with NoopTarget(home / "baseline") as target:
         baselines = {clients: await target.measure(clients, SECONDS) for clients in CLIENTS}
 
@@ -99,7 +73,7 @@ async def run(home: Path) -> None:
         MeshSettings(edge_port=0),
         services=tuple(BENCH_ALLOWLIST.services),
         templates=envoy.render_all(BENCH_ALLOWLIST),
-        service_command=_noop_server,
+        service_module=_noop_server,
         service_env={"OTEL_TRACES_EXPORTER": "none", "TELEMESH_LOG_LEVEL": "WARNING"},
     )
     mesh.start()
@@ -113,16 +87,18 @@ async def run(home: Path) -> None:
         for clients in CLIENTS:
             print(row(baselines[clients]))
             async with grpc.aio.insecure_channel(socket) as channel:
-                before = await _measure("direct", channel, token, clients)
+                before = await measure_noop("direct", channel, token, clients, SECONDS)
             async with grpc.aio.insecure_channel(outbound) as channel:
-                sidecars = await _measure("through two sidecars (mTLS)", channel, token, clients)
+                sidecars = await measure_noop(
+                    "through two sidecars (mTLS)", channel, token, clients, SECONDS
+                )
             async with grpc.aio.secure_channel(edge_target, credentials) as channel:
-                edge = await _measure(
-                    "through the edge (TLS+JWT+RBAC, mTLS)", channel, token, clients
+                edge = await measure_noop(
+                    "through the edge (TLS+JWT+RBAC, mTLS)", channel, token, clients, SECONDS
                 )
             async with grpc.aio.insecure_channel(socket) as channel:
-                after = await _measure("direct", channel, token, clients)
-            direct = _mean(before, after)
+                after = await measure_noop("direct", channel, token, clients, SECONDS)
+            direct = pooled("direct (before and after, pooled)", before, after)
             print(row(direct, baselines[clients]))
             print(row(sidecars) + _versus(sidecars, direct))
             print(row(edge) + _versus(edge, direct))

@@ -5,7 +5,7 @@
   same scenario runs over a minimal `websockets` relay (benchmarks/ws_relay.py) in the
   same run: the ratio is signaling's p50 and p99 to the relay's.
 - Memory: 1,000 rooms with both participants' streams open (2,000 streams) on one
-  signaling process; its resident memory before and after.
+  signaling process; its resident memory after one warm-up room, and after the rest.
 - Call set-up: two aiortc peers (telemesh.peer.CallPeer) from "both joined and admitted"
   to both ICE-connected through the service, as a ratio to the same two peers
   exchanging SDP directly in one process.
@@ -33,7 +33,7 @@ from telemesh.peer.call_peer import CallPeer
 from telemesh.peer.ice import enable_loopback_ice
 from telemesh.peer.media import SyntheticVideoTrack
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
-from telemesh.stack.process import ManagedProcess, free_port
+from telemesh.stack.process import ManagedProcess, free_port, tcp_probe
 from tests.flows import Flows, Visit, rid
 from tests.harness import Stack
 
@@ -196,7 +196,7 @@ async def relay_over_websockets(home: Path, offer: str) -> dict[float, list[floa
         dict(os.environ),
         home / "ws_relay.log",
         cwd=REPO,
-        ready=lambda: _tcp_open(port),
+        ready=tcp_probe(port),
     )
     server.start().wait_ready()
     message = json.dumps({"type": "offer", "sdp": offer})
@@ -235,26 +235,21 @@ async def relay_over_websockets(home: Path, offer: str) -> dict[float, list[floa
         server.stop()
 
 
-def _tcp_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 # --- memory ---------------------------------------------------------------------------
 
 
 async def memory_of_rooms(stack: Stack, flows: Flows) -> tuple[float, float]:
-    rooms = await make_rooms(flows, MEMORY_ROOMS)
+    warm_up, *rooms = await make_rooms(flows, MEMORY_ROOMS + 1)
     # A fresh process, so that earlier suites' rooms and buffers do not count.
     await asyncio.to_thread(stack["signaling"].restart)
-    await asyncio.sleep(1.0)
-    pid = stack["signaling"].pid
-    before = rss_mib(pid)
     channels, stub_list = stubs(stack, 10)
     try:
+        # One room first: what the first join loads once (join-token keys, consent's
+        # channel, caches) is not memory per room.
+        await warm_up.join(stub_list[0])
+        await asyncio.sleep(1.0)
+        pid = stack["signaling"].pid
+        before = rss_mib(pid)
         await bounded(
             [functools.partial(room.join, stub_list[i % 10]) for i, room in enumerate(rooms)],
             limit=50,
@@ -262,7 +257,7 @@ async def memory_of_rooms(stack: Stack, flows: Flows) -> tuple[float, float]:
         await asyncio.sleep(1.0)
         return before, rss_mib(pid)
     finally:
-        for room in rooms:
+        for room in (warm_up, *rooms):
             room.close()
         for channel in channels:
             await channel.close()
@@ -278,15 +273,28 @@ async def setup_through_signaling(stack: Stack, flows: Flows) -> list[float]:
     try:
         for _ in range(SETUP_CALLS):
             visit = await flows.ready_visit()
-            patient = CallPeer(stub, visit.patient, await flows.join_token(visit, "patient"))
+            # Negotiation starts by hand, so that none of it runs before the timer does.
+            patient = CallPeer(
+                stub,
+                visit.patient,
+                await flows.join_token(visit, "patient"),
+                auto_negotiate=False,
+            )
             clinician = CallPeer(
-                stub, visit.clinician, await flows.join_token(visit, "clinician"), label="c"
+                stub,
+                visit.clinician,
+                await flows.join_token(visit, "clinician"),
+                label="c",
+                auto_negotiate=False,
             )
             try:
                 await patient.join()
                 await clinician.join()
                 await clinician.admit()
+                for peer in (patient, clinician):
+                    await peer.wait_for(lambda peer=peer: peer.admitted and peer.peer_present)
                 began = time.perf_counter()
+                await clinician.negotiate()  # the impolite side offers, as on a first call
                 await patient.wait_connected()
                 await clinician.wait_connected()
                 times.append((time.perf_counter() - began) * 1000)

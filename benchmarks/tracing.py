@@ -8,38 +8,26 @@ drifts during the run weighs on both alike.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from pathlib import Path
 
 from benchmarks.booking import _bookings
 from benchmarks.harness import Result, row
-from telemesh.stack.process import ManagedProcess, free_port, grpc_health_probe
-from tests.harness import REPO, Stack
+from telemesh.stack.local_mesh import TraceReceiver
+from tests.harness import Stack
 
 CLIENTS = 16
 ROUNDS = 5
 
 
-def _receiver(home: Path) -> tuple[ManagedProcess, str]:
-    address = f"127.0.0.1:{free_port()}"
-    process = ManagedProcess(
-        "trace-receiver",
-        [sys.executable, "-m", "telemesh.tracestore.receiver"],
-        {**os.environ, "TELEMESH_HOME": str(home), "TELEMESH_TRACE_LISTEN": address},
-        home / "receiver.log",
-        cwd=REPO,
-        ready=grpc_health_probe(address),
-    )
-    return process, f"http://{address}"
-
-
 async def run(home: Path) -> None:
     print(f"tracing cost: BookVisit at {CLIENTS} clients (PostgreSQL), tracing on vs off")
-    receiver, endpoint = _receiver(home)
-    receiver.start().wait_ready()
+    receiver = TraceReceiver.local(home)  # the one `telemesh up` runs
+    receiver.process.start().wait_ready()
     configs = {
-        "on": {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+        "on": {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.otlp_endpoint,
+        },
         "off": {"OTEL_TRACES_SAMPLER": "always_off"},
     }
     results: dict[str, list[Result]] = {"on": [], "off": []}
@@ -55,7 +43,7 @@ async def run(home: Path) -> None:
                 results[name].append(result)
                 print(row(result))
     finally:
-        receiver.stop()
+        receiver.process.stop()
     # Each round's on/off pair ran back to back: the median of their ratios is the
     # figure least moved by the machine's drifting load.
     ratios = sorted(

@@ -9,14 +9,14 @@ from svc_billing.coding import Coding
 from svc_billing.completion import Completion
 from svc_billing.fees import FeeSchedule
 from svc_billing.models import BILLABLE, NOT_BILLABLE, ChargeEventRow, ChargeRow
-from svc_billing.store import Actor
+from telemesh.auth import Principal
 
 # A claim line points at up to four of the claim's diagnoses (as on the CMS-1500 form).
 MAX_POINTERS = 4
 
 
 def build_charge(
-    completion: Completion, coding: Coding, fees: FeeSchedule, actor: Actor
+    completion: Completion, coding: Coding, fees: FeeSchedule, actor: Principal
 ) -> tuple[ChargeRow, ChargeEventRow]:
     """The charge row and its first history row (creation)."""
     now = datetime.now(UTC)

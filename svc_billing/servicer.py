@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import date
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from svc_billing.charges import build_charge
 from svc_billing.completion import validate_completion
 from svc_billing.fhir_claim import export_claim
 from svc_billing.messages import PROTO_TO_STATE, charge_message
-from svc_billing.models import BILLED, VOIDED
+from svc_billing.models import BILLED, VOIDED, ChargeEventRow, ChargeRow
 from svc_billing.statement import build_statement
-from svc_billing.store import Actor, ChargeFilter, ChargeStore
+from svc_billing.store import ChargeFilter, ChargeStore
 from telemesh import metrics
 from telemesh.auth import Principal, require_role, require_self_or, require_service
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
-from telemesh.errors import AlreadyExists, PermissionDenied, invalid
+from telemesh.errors import AlreadyExists, PermissionDenied
 from telemesh.idempotency import run_idempotent
 from telemesh.logs import log
-from telemesh.paging import decode_token, encode_token, page_size
+from telemesh.paging import page_size
 from telemesh.validation import Violations
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ VOID_REASON = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
 MAX_STATEMENT_DAYS = 366
 
 Context = grpc.aio.ServicerContext[Any, Any]
+R = TypeVar("R", bound=Message)
 
 
 def _readers() -> Principal:
@@ -56,11 +58,14 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> billing_pb2.RecordVisitCompletionResponse:
         principal = require_service("session")
         completion = validate_completion(request)
-        coding = self.app.rules.for_payer(completion.payer_id).code(completion.facts)
-        actor = Actor(principal.role, principal.subject)
-        record, created = await self.store.record_once(
-            completion.visit_id, lambda: build_charge(completion, coding, self.app.fees, actor)
-        )
+        rules = self.app.rules.for_payer(completion.payer_id)
+
+        def build() -> tuple[ChargeRow, ChargeEventRow]:
+            # Coded only when the charge is new: a redelivery finds the recorded one.
+            coding = rules.code(completion.facts)
+            return build_charge(completion, coding, self.app.fees, principal)
+
+        record, created = await self.store.record_once(completion.visit_id, build)
         row = record.row
         if row.completion_digest != completion.digest:
             raise AlreadyExists(
@@ -120,16 +125,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         check.raise_if_any()
         size = page_size(request.page_size)
         where = ChargeFilter(patient_id, request.visit_id, tuple(sorted(set(states))))
-        query = {"patient_id": where.patient_id, "visit_id": where.visit_id, "states": where.states}
-        after = _cursor(decode_token(request.page_token, query))
-        records = await self.store.page(where, after, size + 1)
-        next_token = ""
-        if len(records) > size:
-            records = records[:size]
-            last = records[-1].row
-            next_token = encode_token(
-                {"t": last.create_time.isoformat(), "id": last.charge_id}, query
-            )
+        records, next_token = await self.store.page(where, request.page_token, size)
         return billing_pb2.ListChargesResponse(
             charges=[charge_message(record) for record in records], next_page_token=next_token
         )
@@ -137,19 +133,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def MarkChargeBilled(
         self, request: billing_pb2.MarkChargeBilledRequest, context: Context
     ) -> billing_pb2.MarkChargeBilledResponse:
-        principal = require_role(BILLING_ROLE)
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        check.uuid("charge_id", request.charge_id)
-        check.raise_if_any()
-        actor = Actor(principal.role, principal.subject)
-
-        async def work(session: AsyncSession) -> billing_pb2.MarkChargeBilledResponse:
-            record = await self.store.transition(session, request.charge_id, BILLED, actor)
-            return billing_pb2.MarkChargeBilledResponse(charge=charge_message(record))
-
-        response = await run_idempotent(
-            self.app.db, "MarkChargeBilled", request, billing_pb2.MarkChargeBilledResponse, work
+        response = await self._transition(
+            "MarkChargeBilled", request, billing_pb2.MarkChargeBilledResponse, BILLED
         )
         log(logger, logging.INFO, "charge billed", charge_id=request.charge_id)
         return response
@@ -157,27 +142,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def VoidCharge(
         self, request: billing_pb2.VoidChargeRequest, context: Context
     ) -> billing_pb2.VoidChargeResponse:
-        principal = require_role(BILLING_ROLE)
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        check.uuid("charge_id", request.charge_id)
-        check.check(
-            bool(VOID_REASON.fullmatch(request.reason)),
-            "reason",
-            "must be a reason code: 2 to 64 lower-case letters, digits or dashes "
-            "(e.g. duplicate, coding-error)",
-        )
-        check.raise_if_any()
-        actor = Actor(principal.role, principal.subject)
-
-        async def work(session: AsyncSession) -> billing_pb2.VoidChargeResponse:
-            record = await self.store.transition(
-                session, request.charge_id, VOIDED, actor, request.reason
-            )
-            return billing_pb2.VoidChargeResponse(charge=charge_message(record))
-
-        response = await run_idempotent(
-            self.app.db, "VoidCharge", request, billing_pb2.VoidChargeResponse, work
+        response = await self._transition(
+            "VoidCharge", request, billing_pb2.VoidChargeResponse, VOIDED, request.reason
         )
         log(
             logger,
@@ -187,6 +153,37 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             reason=request.reason,
         )
         return response
+
+    async def _transition(
+        self,
+        method: str,
+        request: billing_pb2.MarkChargeBilledRequest | billing_pb2.VoidChargeRequest,
+        response_type: type[R],
+        target: str,
+        reason: str | None = None,
+    ) -> R:
+        """Moves the charge to `target` for the billing role, once per request_id; a
+        `reason` (a void's) must be a reason code."""
+        principal = require_role(BILLING_ROLE)
+        check = Violations()
+        check.uuid("request_id", request.request_id)
+        check.uuid("charge_id", request.charge_id)
+        if reason is not None:
+            check.check(
+                bool(VOID_REASON.fullmatch(reason)),
+                "reason",
+                "must be a reason code: 2 to 64 lower-case letters, digits or dashes "
+                "(e.g. duplicate, coding-error)",
+            )
+        check.raise_if_any()
+
+        async def work(session: AsyncSession) -> R:
+            record = await self.store.transition(
+                session, request.charge_id, target, principal, reason or ""
+            )
+            return response_type(charge=charge_message(record))
+
+        return await run_idempotent(self.app.db, method, request, response_type, work)
 
     async def GetPatientStatement(
         self, request: billing_pb2.GetPatientStatementRequest, context: Context
@@ -215,19 +212,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         check = Violations()
         check.uuid("charge_id", request.charge_id)
         check.raise_if_any()
-        record = await self.store.get(request.charge_id)
-        require_self_or("patient", record.row.patient_id, BILLING_ROLE)
-        return billing_pb2.ExportClaimResponse(claim_json=export_claim(record.row))
-
-
-def _cursor(cursor: dict[str, Any] | None) -> tuple[datetime, str] | None:
-    """Where a page starts: after this (create_time, charge_id), newest first."""
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(cursor["t"]), str(cursor["id"])
-    except (KeyError, TypeError, ValueError):
-        raise invalid("page_token", "is not a token this service issued") from None
+        row = await self.store.row(request.charge_id)
+        require_self_or("patient", row.patient_id, BILLING_ROLE)
+        return billing_pb2.ExportClaimResponse(claim_json=export_claim(row))
 
 
 def _check_period(check: Violations, start: date, end: date) -> None:

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import and_, exc, or_
 from sqlmodel import col, select
@@ -21,9 +22,11 @@ from svc_billing.models import (
     ChargeEventRow,
     ChargeRow,
 )
+from telemesh.auth import Principal
 from telemesh.db import Database
-from telemesh.errors import FailedPrecondition, NotFound
+from telemesh.errors import FailedPrecondition, NotFound, invalid
 from telemesh.logs import log
+from telemesh.paging import decode_token, page_of
 
 logger = logging.getLogger("svc_billing.store")
 
@@ -37,12 +40,6 @@ class ChargeRecord:
 
     row: ChargeRow
     history: tuple[ChargeEventRow, ...]
-
-
-@dataclass(frozen=True)
-class Actor:
-    role: str
-    subject: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,28 @@ async def _history(
 async def _with_history(session: AsyncSession, rows: Sequence[ChargeRow]) -> list[ChargeRecord]:
     history = await _history(session, [row.charge_id for row in rows])
     return [ChargeRecord(row, tuple(history.get(row.charge_id, ()))) for row in rows]
+
+
+async def _row(session: AsyncSession, charge_id: str) -> ChargeRow:
+    row = await session.get(ChargeRow, charge_id)
+    if row is None:
+        raise NotFound("charge", charge_id)
+    return row
+
+
+def _cursor(row: ChargeRow) -> dict[str, Any]:
+    """Where the page after `row` starts (pages go newest first)."""
+    return {"t": row.create_time.isoformat(), "id": row.charge_id}
+
+
+def _after(cursor: dict[str, Any] | None) -> tuple[datetime, str] | None:
+    """The (create_time, charge_id) a page starts after."""
+    if cursor is None:
+        return None
+    try:
+        return datetime.fromisoformat(cursor["t"]), str(cursor["id"])
+    except (KeyError, TypeError, ValueError):
+        raise invalid("page_token", "is not a token this service issued") from None
 
 
 async def _by_visit(session: AsyncSession, visit_id: str) -> ChargeRecord | None:
@@ -126,16 +145,27 @@ class ChargeStore:
             return existing, False
 
     async def get(self, charge_id: str) -> ChargeRecord:
+        """The charge and its history."""
         async with self.db.read() as session:
-            row = await session.get(ChargeRow, charge_id)
-            if row is None:
-                raise NotFound("charge", charge_id)
+            row = await _row(session, charge_id)
             return (await _with_history(session, [row]))[0]
 
+    async def row(self, charge_id: str) -> ChargeRow:
+        """The charge without its history."""
+        async with self.db.read() as session:
+            return await _row(session, charge_id)
+
     async def page(
-        self, where: ChargeFilter, after: tuple[datetime, str] | None, limit: int
-    ) -> list[ChargeRecord]:
-        """Up to `limit` charges, newest first, after the cursor (create_time, id)."""
+        self, where: ChargeFilter, page_token: str, size: int
+    ) -> tuple[list[ChargeRecord], str]:
+        """Up to `size` charges, newest first, from `page_token` on, and the token of the
+        next page ("" on the last)."""
+        query_key = {
+            "patient_id": where.patient_id,
+            "visit_id": where.visit_id,
+            "states": where.states,
+        }
+        after = _after(decode_token(page_token, query_key))
         query = select(ChargeRow)
         if where.patient_id:
             query = query.where(col(ChargeRow.patient_id) == where.patient_id)
@@ -156,10 +186,10 @@ class ChargeStore:
             )
         query = query.order_by(
             col(ChargeRow.create_time).desc(), col(ChargeRow.charge_id).desc()
-        ).limit(limit)
+        ).limit(size + 1)
         async with self.db.read() as session:
-            rows = list((await session.exec(query)).all())
-            return await _with_history(session, rows)
+            rows, token = page_of((await session.exec(query)).all(), size, _cursor, query_key)
+            return await _with_history(session, rows), token
 
     async def for_statement(self, patient_id: str, start: date, end: date) -> list[ChargeRow]:
         """The patient's charges with a date of service in [start, end], not-billable
@@ -178,7 +208,12 @@ class ChargeStore:
             return list((await session.exec(query)).all())
 
     async def transition(
-        self, session: AsyncSession, charge_id: str, target: str, actor: Actor, reason: str = ""
+        self,
+        session: AsyncSession,
+        charge_id: str,
+        target: str,
+        actor: Principal,
+        reason: str = "",
     ) -> ChargeRecord:
         """Moves the charge to `target` in the caller's transaction, with a history row.
 

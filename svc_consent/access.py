@@ -23,15 +23,16 @@ def _is_checking_service(principal: Principal) -> bool:
     return principal.is_service and principal.subject in CHECKING_SERVICES
 
 
-def may_change(patient_id: str) -> Principal:
-    """A patient acting for themselves, or a clinician recording verbal consent."""
-    require_role("patient", "clinician")
-    return require_self_or("patient", patient_id, "clinician")
-
-
 def may_change_role() -> Principal:
-    """The role part of `may_change`, before the patient is known."""
+    """A patient or a clinician: who may change consents at all (before the patient is
+    known; `may_change` then checks whose)."""
     return require_role("patient", "clinician")
+
+
+def may_change(patient_id: str) -> Principal:
+    """A patient acting for themselves, or a clinician recording verbal consent (after
+    `may_change_role`)."""
+    return require_self_or("patient", patient_id, "clinician")
 
 
 def may_check(category: int, partner_clinic_id: str) -> Principal:

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_consent import audit_chain, ledger
 from svc_consent.audit_chain import AuditDraft
-from svc_consent.decisions import Judgement, decide
+from svc_consent.decisions import Judgement, judge
 from svc_consent.requests import CheckRequest
 from telemesh.auth import Principal
 from telemesh.consent.v1 import consent_pb2
@@ -60,8 +60,9 @@ def _draft(pending: _Pending, judgement: Judgement) -> AuditDraft:
     )
 
 
-def _in_the_past(request: CheckRequest, now: datetime) -> bool:
-    return request.at is not None and request.at < now
+def _past_instant(request: CheckRequest, now: datetime) -> datetime | None:
+    """The instant a check asks about when that is before `now`; None for now."""
+    return request.at if request.at is not None and request.at < now else None
 
 
 class CheckBatcher:
@@ -109,16 +110,17 @@ class CheckBatcher:
         # Checks about now (the usual case) read the newest versions in one query; a
         # check about a past instant reads the version in force then.
         newest = await ledger.newest_versions(
-            session, [p.request.key for p in batch if not _in_the_past(p.request, now)]
+            session, [p.request.key for p in batch if _past_instant(p.request, now) is None]
         )
         judgements: list[Judgement] = []
         for pending in batch:
             key, at = pending.request.key, pending.request.at
-            if at is not None and at < now:
-                version = await ledger.version_recorded_by(session, key, at)
+            past = _past_instant(pending.request, now)
+            if past is not None:
+                version = await ledger.version_recorded_by(session, key, past)
             else:
                 version = newest.get(key)
-            judgements.append(decide([version], at or now))
+            judgements.append(judge(version, at or now))
         await audit_chain.append(
             session, head, [_draft(p, j) for p, j in zip(batch, judgements, strict=True)]
         )

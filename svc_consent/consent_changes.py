@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from svc_consent import access, audit_chain, ledger
 from svc_consent.audit_chain import AuditDraft, ChainHead
 from svc_consent.ledger import ConsentKey, VersionContent
-from svc_consent.models import ConsentRow, ConsentVersionRow
+from svc_consent.models import ConsentVersionRow
 from svc_consent.requests import CAPTURE_BY_ROLE, ChangeRequest
 from telemesh.auth import Principal
 from telemesh.consent.v1 import consent_pb2
@@ -40,7 +40,7 @@ async def _record(
     session: AsyncSession,
     head: ChainHead,
     key: ConsentKey,
-    current: ConsentRow | None,
+    current: ConsentVersionRow | None,
     content: VersionContent,
     actor: Principal,
 ) -> ConsentVersionRow:
@@ -65,7 +65,7 @@ async def _record(
     return row
 
 
-def _stale(current: ConsentRow, expected_version: int) -> Aborted:
+def _stale(current: ConsentVersionRow, expected_version: int) -> Aborted:
     return Aborted(
         "CONSENT_VERSION_CONFLICT",
         f"the consent is at version {current.version}, not {expected_version}; read it again",
@@ -96,7 +96,7 @@ async def grant_or_reject(
     return await _record(session, head, change.key, current, content, actor)
 
 
-def _key_of(consent: ConsentRow) -> ConsentKey:
+def _key_of(consent: ConsentVersionRow) -> ConsentKey:
     return ConsentKey(consent.patient_id, consent.category, consent.partner_clinic_id)
 
 
@@ -106,7 +106,7 @@ async def revoke(
     """Revokes an active consent, at the version the caller saw, for its patient (or a
     clinician recording a verbal revocation)."""
     head = await audit_chain.lock_head(session)
-    current = await ledger.get_consent(session, consent_id)
+    current = await ledger.current_version(session, consent_id)
     if current is None:
         raise NotFound("consent", consent_id)
     actor = access.may_change(current.patient_id)
@@ -124,15 +124,14 @@ async def revoke(
             f"only an active consent can be revoked; this one is {state_name(current.state)}",
             {"consent_id": current.consent_id},
         )
-    previous = await ledger.get_version(session, current.consent_id, current.version)
     content = VersionContent(
         state=consent_pb2.CONSENT_STATE_REVOKED,
-        text_version=previous.text_version,
-        text_sha256=previous.text_sha256,
+        text_version=current.text_version,
+        text_sha256=current.text_sha256,
         capture_method=CAPTURE_BY_ROLE.get(actor.role, consent_pb2.CAPTURE_METHOD_UNSPECIFIED),
         captured_by=actor.subject,
-        valid_from=previous.valid_from,
-        valid_until=previous.valid_until,
+        valid_from=current.valid_from,
+        valid_until=current.valid_until,
     )
     return await _record(session, head, _key_of(current), current, content, actor)
 
@@ -142,15 +141,14 @@ async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
     head = await audit_chain.lock_head(session)
     expired = 0
     for current in await ledger.due_for_expiry(session, now, limit):
-        previous = await ledger.get_version(session, current.consent_id, current.version)
         content = VersionContent(
             state=consent_pb2.CONSENT_STATE_EXPIRED,
-            text_version=previous.text_version,
-            text_sha256=previous.text_sha256,
-            capture_method=previous.capture_method,
+            text_version=current.text_version,
+            text_sha256=current.text_sha256,
+            capture_method=current.capture_method,
             captured_by=SERVICE_ACTOR.subject,
-            valid_from=previous.valid_from,
-            valid_until=previous.valid_until,
+            valid_from=current.valid_from,
+            valid_until=current.valid_until,
         )
         await _record(session, head, _key_of(current), current, content, SERVICE_ACTOR)
         expired += 1

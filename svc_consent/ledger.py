@@ -47,27 +47,9 @@ class VersionContent:
     valid_until: datetime | None
 
 
-async def find_consent(session: AsyncSession, key: ConsentKey) -> ConsentRow | None:
-    statement = select(ConsentRow).where(
-        ConsentRow.patient_id == key.patient_id,
-        ConsentRow.category == key.category,
-        ConsentRow.partner_clinic_id == key.partner_clinic_id,
-    )
-    result = await session.exec(statement)
-    row: ConsentRow | None = result.first()
-    return row
-
-
 async def get_consent(session: AsyncSession, consent_id: str) -> ConsentRow | None:
     """The consent's head row as the database has it now (never a cached copy)."""
     row: ConsentRow | None = await session.get(ConsentRow, consent_id, populate_existing=True)
-    return row
-
-
-async def get_version(session: AsyncSession, consent_id: str, version: int) -> ConsentVersionRow:
-    row: ConsentVersionRow | None = await session.get(ConsentVersionRow, (consent_id, version))
-    if row is None:
-        raise RuntimeError(f"consent {consent_id} has no version {version}")
     return row
 
 
@@ -80,14 +62,14 @@ async def head_change_sequence(session: AsyncSession) -> int:
 async def append_version(
     session: AsyncSession,
     key: ConsentKey,
-    current: ConsentRow | None,
+    current: ConsentVersionRow | None,
     content: VersionContent,
     record_time: datetime,
 ) -> ConsentVersionRow:
-    """Writes the next version of `current` (or the first of a new consent).
+    """Writes the version after `current` (or the first of a new consent).
 
-    `current` is the head the caller read in this transaction; a concurrent writer that
-    moved it first makes this ABORTED.
+    `current` is the newest version the caller read in this transaction; a concurrent
+    writer that moved the head past it first makes this ABORTED.
     """
     change_sequence = await head_change_sequence(session) + 1
     if current is None:
@@ -152,6 +134,25 @@ def _newest_versions() -> Any:
         col(ConsentRow.version) == col(ConsentVersionRow.version),
     )
     return select(ConsentVersionRow).join(ConsentRow, join)
+
+
+async def current_version(session: AsyncSession, consent_id: str) -> ConsentVersionRow | None:
+    """The consent's newest version (what its head row points at), in one query."""
+    result = await session.exec(_newest_versions().where(ConsentRow.consent_id == consent_id))
+    row: ConsentVersionRow | None = result.first()
+    return row
+
+
+async def find_consent(session: AsyncSession, key: ConsentKey) -> ConsentVersionRow | None:
+    """The newest version of the consent about `key`, if there is one."""
+    statement = _newest_versions().where(
+        ConsentRow.patient_id == key.patient_id,
+        ConsentRow.category == key.category,
+        ConsentRow.partner_clinic_id == key.partner_clinic_id,
+    )
+    result = await session.exec(statement)
+    row: ConsentVersionRow | None = result.first()
+    return row
 
 
 async def newest_versions(
@@ -249,10 +250,12 @@ async def changes_after(
     return result.all(), head
 
 
-async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> Sequence[ConsentRow]:
-    """Active consents whose validity period has ended."""
+async def due_for_expiry(
+    session: AsyncSession, now: datetime, limit: int
+) -> Sequence[ConsentVersionRow]:
+    """The newest versions of active consents whose validity period has ended."""
     statement = (
-        select(ConsentRow)
+        _newest_versions()
         .where(ConsentRow.state == consent_pb2.CONSENT_STATE_ACTIVE)
         .where(col(ConsentRow.valid_until).is_not(None))
         .where(col(ConsentRow.valid_until) <= now)
@@ -260,4 +263,5 @@ async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> Se
         .limit(limit)
     )
     result = await session.exec(statement)
-    return result.all()
+    rows: Sequence[ConsentVersionRow] = result.all()
+    return rows

@@ -8,6 +8,7 @@ afterwards in a transaction of its own.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -21,18 +22,16 @@ from telemesh.consent.v1 import consent_pb2
 from telemesh.db import Database
 from telemesh.errors import (
     Aborted,
-    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     TelemeshError,
 )
-from telemesh.validation import Violations
 
 logger = logging.getLogger("svc_consent.refusals")
 
-REFUSALS = (InvalidArgument, FailedPrecondition, Aborted, NotFound, PermissionDenied, AlreadyExists)
+REFUSALS = (InvalidArgument, FailedPrecondition, Aborted, NotFound, PermissionDenied)
 
 
 def outcome(method: str, error: TelemeshError) -> str:
@@ -43,8 +42,11 @@ def outcome(method: str, error: TelemeshError) -> str:
 
 
 def _is_uuid(value: str) -> bool:
-    check = Violations()
-    return check.uuid("consent_id", value)
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def _write(db: Database, draft: AuditDraft) -> None:

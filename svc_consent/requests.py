@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
-from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from svc_consent.ledger import ConsentKey
@@ -93,12 +94,37 @@ class ChangeRequest:
     expected_version: int
 
 
-def grant(request: consent_pb2.GrantConsentRequest, principal: Principal) -> ChangeRequest:
+Period = tuple[datetime, datetime | None]  # valid from, valid until (None: open-ended)
+
+
+def _change(
+    request: consent_pb2.GrantConsentRequest | consent_pb2.RejectConsentRequest,
+    principal: Principal,
+    period: Callable[[Violations], Period],
+) -> ChangeRequest:
+    """What a grant and a rejection share, checked in this order; `period` checks and
+    gives the validity period, after the capture method."""
     check = Violations()
     check.uuid("request_id", request.request_id)
     key = consent_key(check, request.patient_id, request.category, request.partner_clinic_id)
     _consent_text(check, request.text_version, request.text_sha256)
     capture = _capture_method(check, request.capture_method, principal)
+    valid_from, valid_until = period(check)
+    _expected_version(check, request.expected_version)
+    check.raise_if_any()
+    return ChangeRequest(
+        key,
+        request.text_version,
+        request.text_sha256,
+        capture,
+        valid_from,
+        valid_until,
+        request.expected_version,
+    )
+
+
+def _validity(request: consent_pb2.GrantConsentRequest, check: Violations) -> Period:
+    """A grant's period: from now unless it says otherwise, ending in the future if ever."""
     now = datetime.now(UTC)
     valid_from = _instant(check, "valid_from", request.valid_from, request.HasField("valid_from"))
     valid_until = _instant(
@@ -110,36 +136,16 @@ def grant(request: consent_pb2.GrantConsentRequest, principal: Principal) -> Cha
             check.add("valid_until", "must be after valid_from (the period ends before it starts)")
         elif valid_until <= now:
             check.add("valid_until", "must be in the future")
-    _expected_version(check, request.expected_version)
-    check.raise_if_any()
-    return ChangeRequest(
-        key,
-        request.text_version,
-        request.text_sha256,
-        capture,
-        start,
-        valid_until,
-        request.expected_version,
-    )
+    return start, valid_until
+
+
+def grant(request: consent_pb2.GrantConsentRequest, principal: Principal) -> ChangeRequest:
+    return _change(request, principal, partial(_validity, request))
 
 
 def reject(request: consent_pb2.RejectConsentRequest, principal: Principal) -> ChangeRequest:
-    check = Violations()
-    check.uuid("request_id", request.request_id)
-    key = consent_key(check, request.patient_id, request.category, request.partner_clinic_id)
-    _consent_text(check, request.text_version, request.text_sha256)
-    capture = _capture_method(check, request.capture_method, principal)
-    _expected_version(check, request.expected_version)
-    check.raise_if_any()
-    return ChangeRequest(
-        key,
-        request.text_version,
-        request.text_sha256,
-        capture,
-        datetime.now(UTC),
-        None,
-        request.expected_version,
-    )
+    """A rejection has no period of its own: it stands from now on."""
+    return _change(request, principal, lambda check: (datetime.now(UTC), None))
 
 
 def revoke(request: consent_pb2.RevokeConsentRequest) -> None:
@@ -177,10 +183,6 @@ class WatchRequest:
     heartbeat_seconds: float
 
 
-def _duration(value: Duration) -> timedelta:
-    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
-
-
 def watch(request: consent_pb2.WatchConsentChangesRequest) -> WatchRequest:
     check = Violations()
     check.identifier("patient_id", request.patient_id, required=False)
@@ -189,7 +191,7 @@ def watch(request: consent_pb2.WatchConsentChangesRequest) -> WatchRequest:
         check.check(after >= 0, "after_sequence", "must not be negative")
     heartbeat = DEFAULT_HEARTBEAT
     if request.HasField("heartbeat_interval"):
-        heartbeat = _duration(request.heartbeat_interval)
+        heartbeat = request.heartbeat_interval.ToTimedelta()
         low, high = HEARTBEAT_RANGE
         check.check(
             low <= heartbeat <= high, "heartbeat_interval", "must be between 0.05 s and 60 s"

@@ -3,24 +3,37 @@ live in the modules it calls. Changes and checks are audited; refused changes to
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_consent import access, audit_store, consent_changes, convert, ledger, refusals, requests
 from svc_consent import watch as watch_stream
+from svc_consent.models import ConsentVersionRow
+from svc_consent.requests import ChangeRequest
+from telemesh.auth import Principal
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.errors import NotFound
 from telemesh.idempotency import run_idempotent
-from telemesh.paging import decode_token, encode_token, page_size
+from telemesh.paging import decode_token, page_of, page_size
 
 if TYPE_CHECKING:
     from svc_consent.app import ConsentApp
 
 Context = grpc.aio.ServicerContext[Any, Any]
 P = consent_pb2
+R = TypeVar("R", bound=Message)
+# A checked change, ready to write its new version in the transaction it is given.
+Change = Callable[[AsyncSession], Awaitable[ConsentVersionRow]]
+
+
+def _granting(change: ChangeRequest, state: int, principal: Principal) -> Change:
+    """A grant or a rejection, once the caller may change this patient's consents."""
+    access.may_change(change.key.patient_id)
+    return lambda session: consent_changes.grant_or_reject(session, change, state, principal)
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
@@ -30,68 +43,77 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
 
     # --- changes -----------------------------------------------------------------
 
+    async def _change(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[R],
+        prepare: Callable[[Principal], Change],
+        **audited: Any,
+    ) -> R:
+        """What every change shares: a refusal audited (with `audited`'s fields), a role
+        that may change consents, `prepare`'s checks, one idempotent transaction that
+        writes the new version, then the watch streams told."""
+        async with refusals.audited(self.db, method, **audited):
+            change = prepare(access.may_change_role())
+
+            async def work(session: AsyncSession) -> R:
+                row = await change(session)
+                return response_type(consent=convert.consent(row))
+
+            response = await run_idempotent(self.db, method, request, response_type, work)
+        self.app.changes.notify()
+        return response
+
     async def GrantConsent(
         self, request: P.GrantConsentRequest, context: Context
     ) -> P.GrantConsentResponse:
-        async with refusals.audited(
-            self.db, "GrantConsent", patient_id=request.patient_id, category=request.category
-        ):
-            principal = access.may_change_role()
-            change = requests.grant(request, principal)
-            access.may_change(change.key.patient_id)
+        def prepare(principal: Principal) -> Change:
+            return _granting(requests.grant(request, principal), P.CONSENT_STATE_ACTIVE, principal)
 
-            async def work(session: AsyncSession) -> P.GrantConsentResponse:
-                row = await consent_changes.grant_or_reject(
-                    session, change, P.CONSENT_STATE_ACTIVE, principal
-                )
-                return P.GrantConsentResponse(consent=convert.consent(row))
-
-            response = await run_idempotent(
-                self.db, "GrantConsent", request, P.GrantConsentResponse, work
-            )
-        self.app.changes.notify()
-        return response
+        return await self._change(
+            "GrantConsent",
+            request,
+            P.GrantConsentResponse,
+            prepare,
+            patient_id=request.patient_id,
+            category=request.category,
+        )
 
     async def RejectConsent(
         self, request: P.RejectConsentRequest, context: Context
     ) -> P.RejectConsentResponse:
-        async with refusals.audited(
-            self.db, "RejectConsent", patient_id=request.patient_id, category=request.category
-        ):
-            principal = access.may_change_role()
-            change = requests.reject(request, principal)
-            access.may_change(change.key.patient_id)
-
-            async def work(session: AsyncSession) -> P.RejectConsentResponse:
-                row = await consent_changes.grant_or_reject(
-                    session, change, P.CONSENT_STATE_REJECTED, principal
-                )
-                return P.RejectConsentResponse(consent=convert.consent(row))
-
-            response = await run_idempotent(
-                self.db, "RejectConsent", request, P.RejectConsentResponse, work
+        def prepare(principal: Principal) -> Change:
+            return _granting(
+                requests.reject(request, principal), P.CONSENT_STATE_REJECTED, principal
             )
-        self.app.changes.notify()
-        return response
+
+        return await self._change(
+            "RejectConsent",
+            request,
+            P.RejectConsentResponse,
+            prepare,
+            patient_id=request.patient_id,
+            category=request.category,
+        )
 
     async def RevokeConsent(
         self, request: P.RevokeConsentRequest, context: Context
     ) -> P.RevokeConsentResponse:
-        async with refusals.audited(self.db, "RevokeConsent", consent_id=request.consent_id):
-            access.may_change_role()
+        def prepare(principal: Principal) -> Change:
+            # Whose consent it is shows only in the transaction, which checks the caller.
             requests.revoke(request)
-
-            async def work(session: AsyncSession) -> P.RevokeConsentResponse:
-                row = await consent_changes.revoke(
-                    session, request.consent_id, request.expected_version
-                )
-                return P.RevokeConsentResponse(consent=convert.consent(row))
-
-            response = await run_idempotent(
-                self.db, "RevokeConsent", request, P.RevokeConsentResponse, work
+            return lambda session: consent_changes.revoke(
+                session, request.consent_id, request.expected_version
             )
-        self.app.changes.notify()
-        return response
+
+        return await self._change(
+            "RevokeConsent",
+            request,
+            P.RevokeConsentResponse,
+            prepare,
+            consent_id=request.consent_id,
+        )
 
     # --- reads -------------------------------------------------------------------
 
@@ -100,11 +122,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> P.GetConsentResponse:
         requests.consent_id(request.consent_id)
         async with self.db.read() as session:
-            consent = await ledger.get_consent(session, request.consent_id)
-            if consent is None:
-                raise NotFound("consent", request.consent_id)
-            access.may_read_consent(consent.patient_id, consent.category, consent.partner_clinic_id)
-            row = await ledger.get_version(session, consent.consent_id, consent.version)
+            row = await ledger.current_version(session, request.consent_id)
+        if row is None:
+            raise NotFound("consent", request.consent_id)
+        access.may_read_consent(row.patient_id, row.category, row.partner_clinic_id)
         return P.GetConsentResponse(consent=convert.consent(row))
 
     async def ListConsents(
@@ -118,11 +139,11 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         cursor = decode_token(request.page_token, query) or {}
         async with self.db.read() as session:
             rows = await ledger.list_current(
-                session, request.patient_id, str(cursor.get("after", "")), size, partner
+                session, request.patient_id, str(cursor.get("after", "")), size + 1, partner
             )
-        token = encode_token({"after": rows[-1].consent_id}, query) if len(rows) == size else ""
+        page, token = page_of(rows, size, lambda row: {"after": row.consent_id}, query)
         return P.ListConsentsResponse(
-            consents=[convert.consent(row) for row in rows], next_page_token=token
+            consents=[convert.consent(row) for row in page], next_page_token=token
         )
 
     async def ListConsentVersions(
@@ -138,11 +159,11 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 raise NotFound("consent", request.consent_id)
             access.may_read_consent(consent.patient_id, consent.category, consent.partner_clinic_id)
             rows = await ledger.list_versions(
-                session, consent.consent_id, int(cursor.get("after", 0)), size
+                session, consent.consent_id, int(cursor.get("after", 0)), size + 1
             )
-        token = encode_token({"after": rows[-1].version}, query) if len(rows) == size else ""
+        page, token = page_of(rows, size, lambda row: {"after": row.version}, query)
         return P.ListConsentVersionsResponse(
-            versions=[convert.consent(row) for row in rows], next_page_token=token
+            versions=[convert.consent(row) for row in page], next_page_token=token
         )
 
     # --- checks and the watch ----------------------------------------------------
@@ -187,11 +208,11 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         cursor = decode_token(request.page_token, query) or {}
         async with self.db.read() as session:
             rows = await audit_store.list_entries(
-                session, request.patient_id, int(cursor.get("after", 0)), size
+                session, request.patient_id, int(cursor.get("after", 0)), size + 1
             )
-        token = encode_token({"after": rows[-1].sequence}, query) if len(rows) == size else ""
+        page, token = page_of(rows, size, lambda row: {"after": row.sequence}, query)
         return P.ListAuditEntriesResponse(
-            entries=[convert.audit_entry(row) for row in rows], next_page_token=token
+            entries=[convert.audit_entry(row) for row in page], next_page_token=token
         )
 
     async def VerifyAuditTrail(

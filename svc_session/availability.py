@@ -19,7 +19,7 @@ from svc_session.models import (
 from svc_session.profiles import load_clinician
 from telemesh.auth import current_principal, require_self_or
 from telemesh.errors import FailedPrecondition, NotFound
-from telemesh.paging import decode_token, encode_token, page_size
+from telemesh.paging import decode_token, encode_token, page_of, page_size
 from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
 from telemesh.validation import Violations
@@ -217,11 +217,12 @@ async def list_exceptions(
                 & (col(AvailabilityExceptionRow.exception_id) > cursor["i"])
             )
         )
-    rows = list((await session.exec(query)).all())
-    token = ""
-    if len(rows) > size:
-        rows = rows[:size]
-        token = encode_token({"d": rows[-1].local_date, "i": rows[-1].exception_id}, query_key)
+    rows, token = page_of(
+        (await session.exec(query)).all(),
+        size,
+        lambda row: {"d": row.local_date, "i": row.exception_id},
+        query_key,
+    )
     return session_pb2.ListAvailabilityExceptionsResponse(
         exceptions=[_exception_proto(row) for row in rows], next_page_token=token
     )

@@ -26,7 +26,7 @@ from telemesh.auth import current_principal, require_service
 from telemesh.billing.v1 import billing_pb2
 from telemesh.errors import FailedPrecondition, PermissionDenied
 from telemesh.outbox import enqueue
-from telemesh.paging import decode_token, encode_token, page_size
+from telemesh.paging import decode_token, page_of, page_size
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh.timestamps import timestamp
@@ -102,13 +102,12 @@ async def list_visits(
     query = query.order_by(col(VisitRow.start_time).desc(), col(VisitRow.visit_id).desc()).limit(
         size + 1
     )
-    rows = list((await session.exec(query)).all())
-    token = ""
-    if len(rows) > size:
-        rows = rows[:size]
-        token = encode_token(
-            {"t": rows[-1].start_time.isoformat(), "v": rows[-1].visit_id}, query_key
-        )
+    rows, token = page_of(
+        (await session.exec(query)).all(),
+        size,
+        lambda row: {"t": row.start_time.isoformat(), "v": row.visit_id},
+        query_key,
+    )
     return session_pb2.ListVisitsResponse(
         visits=[await to_proto(session, row) for row in rows], next_page_token=token
     )

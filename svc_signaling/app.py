@@ -15,13 +15,12 @@ from svc_signaling.consent_link import ConsentLink
 from svc_signaling.join_tokens import JoinTokenVerifier
 from svc_signaling.precall import PreCallChecks
 from svc_signaling.registry import RoomRegistry
-from svc_signaling.rooms import Limits
 from svc_signaling.servicer import SignalingServicer
-from svc_signaling.session_link import SessionLink, connection_event_deliverer
+from svc_signaling.session_link import SessionLink
 from svc_signaling.settings import SignalingSettings
 from telemesh.app import ServiceAppBase
 from telemesh.config import RuntimeSettings, load
-from telemesh.outbox import OutboxRelay
+from telemesh.outbox import OutboxRelay, grpc_deliverer
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 
 logger = logging.getLogger("telemesh.signaling")
@@ -68,19 +67,10 @@ class SignalingApp(ServiceAppBase):
 
     async def register(self, server: grpc.aio.Server) -> None:
         started = datetime.now(UTC)
-        settings = self.signaling_settings
-        self._registry = RoomRegistry(
-            self.db,
-            Limits(
-                replay_buffer_events=settings.replay_buffer_events,
-                keepalive_seconds=settings.keepalive_seconds,
-                rate_per_second=settings.rate_per_second,
-                rate_burst=settings.rate_burst,
-            ),
-        )
+        self._registry = RoomRegistry(self.db, self.signaling_settings)
         servicer = SignalingServicer(self)
         signaling_pb2_grpc.add_SignalingServiceServicer_to_server(servicer, server)
-        self._relay = OutboxRelay(self.db, connection_event_deliverer(self.clients))
+        self._relay = OutboxRelay(self.db, grpc_deliverer(self.clients.channel))
         self._relay.start()
         await self.consent.start(servicer.consent_withdrawn)
         self.spawn(servicer.settle_after_restart(started))

@@ -6,6 +6,8 @@ addresses) is never logged or put in an error message.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from svc_signaling.settings import SignalingSettings
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh.validation import Violations
@@ -33,9 +35,24 @@ MAX_UFRAG = 256
 MAX_MLINE_INDEX = 1023
 
 
-def room_id(check: Violations, value: str) -> None:
-    if check.required("room_id", value):
-        check.max_length("room_id", value, MAX_ROOM_ID)
+class RoomCall(Protocol):
+    """An uplink call about a room: every one carries these two."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def room_id(self) -> str: ...
+
+
+def room_call(request: RoomCall) -> Violations:
+    """The checks every room call starts with (request_id, room_id); add the call's own,
+    then `raise_if_any()`."""
+    check = Violations()
+    check.uuid("request_id", request.request_id)
+    if check.required("room_id", request.room_id):
+        check.max_length("room_id", request.room_id, MAX_ROOM_ID)
+    return check
 
 
 def description(

@@ -13,25 +13,29 @@ from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_signaling.models import RoomRecord
+from svc_signaling.models import locked_record
 from svc_signaling.rooms import Room
 from svc_signaling.session_link import enqueue_connection_event
-from telemesh.errors import NotFound
 
 
 async def settle(
-    session: AsyncSession, room: Room, *, ending: bool, when: datetime | None = None
+    session: AsyncSession,
+    room: Room,
+    *,
+    ending: bool,
+    when: datetime | None = None,
+    connected: bool | None = None,
 ) -> None:
     """Opens or closes the room's connected period to match its participants.
 
     `ending` says the change that led here can end a period (a disconnect, a departure);
-    a participant still connecting does not.
+    a participant still connecting does not. `connected` overrides whether both
+    participants count as connected (False: the room is closing with this transaction).
     """
-    record = await session.get(RoomRecord, room.room_id, with_for_update=True)
-    if record is None:
-        raise NotFound("room", room.room_id)
+    record = await locked_record(session, room.room_id)
+    both_connected = room.both_connected() if connected is None else connected
     now = when or datetime.now(UTC)
-    if record.connected_since is None and room.both_connected():
+    if record.connected_since is None and both_connected:
         record.connected_since = now
         enqueue_connection_event(
             session,
@@ -40,7 +44,7 @@ async def settle(
             when=now,
             period=f"{room.room_id}@{now.isoformat()}",
         )
-    elif record.connected_since is not None and ending and not room.both_connected():
+    elif record.connected_since is not None and ending and not both_connected:
         enqueue_connection_event(
             session,
             visit_id=room.visit_id,

@@ -25,7 +25,6 @@ class Replay:
 
 class EventLog:
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
         self.last_sequence = 0
         self._events: deque[signaling_pb2.JoinRoomResponse] = deque(maxlen=capacity)
 

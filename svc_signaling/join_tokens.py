@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 
@@ -47,8 +46,7 @@ class JoinTokenVerifier:
         self._fetch_jwks = fetch_jwks
         self._min_refresh = min_refresh_seconds
         # Keys come from the session service, never from a file.
-        self._verifier = JwksVerifier(Path("/nonexistent"), issuer=ISSUER, audience=AUDIENCE)
-        self._kids: set[str] = set()
+        self._verifier = JwksVerifier(None, issuer=ISSUER, audience=AUDIENCE)
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
 
@@ -57,9 +55,7 @@ class JoinTokenVerifier:
             now = time.monotonic()
             if self._fetched_at is not None and now - self._fetched_at < self._min_refresh:
                 return
-            jwks = json.loads(await self._fetch_jwks())
-            self._verifier.set_jwks(jwks)
-            self._kids = {str(key.get("kid", "")) for key in jwks.get("keys", [])}
+            self._verifier.set_jwks(json.loads(await self._fetch_jwks()))
             self._fetched_at = time.monotonic()
 
     async def verify(self, token: str) -> JoinClaims:
@@ -67,10 +63,10 @@ class JoinTokenVerifier:
             kid = str(jwt.get_unverified_header(token).get("kid", ""))
         except jwt.PyJWTError:
             raise _refused("malformed") from None
-        if kid not in self._kids:
+        if not self._verifier.knows(kid):
             await self._refresh()
         try:
-            verified = self._verifier.verify(token, load=False)
+            verified = self._verifier.verify(token)
         except InvalidToken as exc:
             raise _refused(str(exc)) from None
         claims = verified.claims

@@ -8,10 +8,13 @@ replay buffers live in memory (svc_signaling.rooms).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from telemesh.db_types import UtcDateTime
+from telemesh.errors import NotFound
 from telemesh.idempotency import IdempotencyRecord
 from telemesh.outbox import OutboxEvent
 
@@ -36,4 +39,16 @@ class RoomRecord(SQLModel, table=True):
     update_time: datetime = Field(sa_type=UtcDateTime)
 
 
-__all__ = ["IdempotencyRecord", "OutboxEvent", "RoomRecord", "metadata"]
+async def locked_record(session: AsyncSession, room_id: str, **changes: Any) -> RoomRecord:
+    """The room's record, locked until the transaction ends, with `changes` applied."""
+    record = await session.get(RoomRecord, room_id, with_for_update=True)
+    if record is None:
+        raise NotFound("room", room_id)
+    if changes:
+        for name, value in changes.items():
+            setattr(record, name, value)
+        session.add(record)
+    return record
+
+
+__all__ = ["IdempotencyRecord", "OutboxEvent", "RoomRecord", "locked_record", "metadata"]

@@ -61,12 +61,6 @@ class PreCallChecks:
         self._checks: dict[str, PreCallCheck] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _running(self) -> int:
-        return sum(
-            check.state == signaling_pb2.PRE_CALL_CHECK_STATE_RUNNING
-            for check in self._checks.values()
-        )
-
     def _forget_old(self) -> None:
         now = time.monotonic()
         for check_id, check in list(self._checks.items()):
@@ -75,7 +69,7 @@ class PreCallChecks:
 
     async def start(self, owner: tuple[str, str], offer_sdp: str) -> PreCallCheck:
         self._forget_old()
-        if self._running() >= self.settings.max_precall_checks:
+        if len(self._tasks) >= self.settings.max_precall_checks:  # a task per running check
             raise ResourceExhausted("PRECALL_BUSY", "too many pre-call checks running; retry soon")
         # aiortc (and av, numpy) load with the first check: a third of the process's
         # memory, which a service that only relays messages does not need.

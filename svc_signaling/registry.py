@@ -2,7 +2,9 @@
 
 A room is created by its visit's first join (one per visit, enforced by a unique
 visit id) with an unguessable id. A restarted process loads a room's record on first
-use, so admission and recording survive; its event logs start empty.
+use, so admission and recording survive; its event logs start empty. A closed room
+leaves memory after a grace period (`closed_room_seconds`); a later call loads its
+record again and gets the same closed answer.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import exc
 from sqlmodel import col, select
@@ -17,7 +20,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_signaling.join_tokens import JoinClaims
 from svc_signaling.models import RoomRecord
-from svc_signaling.rooms import Limits, Room
+from svc_signaling.rooms import Room
+from svc_signaling.settings import SignalingSettings
 from telemesh.db import Database
 from telemesh.errors import NotFound
 from telemesh.signaling.v1 import signaling_pb2
@@ -28,9 +32,9 @@ def close_reason_value(name: str) -> int:
 
 
 class RoomRegistry:
-    def __init__(self, db: Database, limits: Limits) -> None:
+    def __init__(self, db: Database, settings: SignalingSettings) -> None:
         self.db = db
-        self.limits = limits
+        self.settings = settings
         self._rooms: dict[str, Room] = {}
         self._room_of_visit: dict[str, str] = {}
         self._loading = asyncio.Lock()
@@ -53,11 +57,33 @@ class RoomRegistry:
                 admitted=record.admitted,
                 recording=record.recording,
                 close_reason=close_reason_value(record.close_reason),
-                limits=self.limits,
+                settings=self.settings,
             )
             self._rooms[room.room_id] = room
             self._room_of_visit[room.visit_id] = room.room_id
+            if room.closed:
+                self.retire(room)
         return room
+
+    def retire(self, room: Room) -> None:
+        """Drops a closed room from memory after the grace period."""
+        asyncio.get_running_loop().call_later(self.settings.closed_room_seconds, self._forget, room)
+
+    def _forget(self, room: Room) -> None:
+        if self._rooms.get(room.room_id) is room:
+            del self._rooms[room.room_id]
+            del self._room_of_visit[room.visit_id]
+
+    async def _record_of_visit(self, visit_id: str) -> RoomRecord | None:
+        async with self.db.read() as session:
+            return (
+                await session.exec(select(RoomRecord).where(col(RoomRecord.visit_id) == visit_id))
+            ).first()
+
+    async def _adopt_where(self, *conditions: Any) -> list[Room]:
+        async with self.db.read() as session:
+            records = (await session.exec(select(RoomRecord).where(*conditions))).all()
+        return [self._adopt(record) for record in records]
 
     async def for_join(self, claims: JoinClaims) -> Room:
         """The visit's room, created on its first join."""
@@ -68,12 +94,7 @@ class RoomRegistry:
             room_id = self._room_of_visit.get(claims.visit_id)
             if room_id is not None:
                 return self._rooms[room_id]
-            async with self.db.read() as session:
-                record = (
-                    await session.exec(
-                        select(RoomRecord).where(col(RoomRecord.visit_id) == claims.visit_id)
-                    )
-                ).first()
+            record = await self._record_of_visit(claims.visit_id)
             if record is None:
                 record = await self._create(claims)
             return self._adopt(record)
@@ -98,12 +119,9 @@ class RoomRegistry:
             return await self.db.run_write(insert)
         except exc.IntegrityError:
             # Another replica created it first.
-            async with self.db.read() as session:
-                found = (
-                    await session.exec(
-                        select(RoomRecord).where(col(RoomRecord.visit_id) == claims.visit_id)
-                    )
-                ).one()
+            found = await self._record_of_visit(claims.visit_id)
+            if found is None:
+                raise
             return found
 
     async def get(self, room_id: str) -> Room:
@@ -126,35 +144,15 @@ class RoomRegistry:
         room_id = self._room_of_visit.get(visit_id)
         if room_id is not None:
             return self._rooms[room_id]
-        async with self.db.read() as session:
-            record = (
-                await session.exec(select(RoomRecord).where(col(RoomRecord.visit_id) == visit_id))
-            ).first()
-        if record is None:
-            return None
-        async with self._loading:
-            return self._adopt(record)
+        record = await self._record_of_visit(visit_id)
+        return None if record is None else self._adopt(record)
 
     async def of_patient(self, patient_id: str) -> list[Room]:
         """The patient's open rooms (for consent changes)."""
-        async with self.db.read() as session:
-            records = (
-                await session.exec(
-                    select(RoomRecord).where(
-                        col(RoomRecord.patient_id) == patient_id, col(RoomRecord.close_reason) == ""
-                    )
-                )
-            ).all()
-        async with self._loading:
-            return [self._adopt(record) for record in records]
+        return await self._adopt_where(
+            col(RoomRecord.patient_id) == patient_id, col(RoomRecord.close_reason) == ""
+        )
 
     async def with_open_period(self) -> list[Room]:
         """Rooms whose call the session service counts as connected (after a restart)."""
-        async with self.db.read() as session:
-            records = (
-                await session.exec(
-                    select(RoomRecord).where(col(RoomRecord.connected_since).is_not(None))
-                )
-            ).all()
-        async with self._loading:
-            return [self._adopt(record) for record in records]
+        return await self._adopt_where(col(RoomRecord.connected_since).is_not(None))

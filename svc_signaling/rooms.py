@@ -11,14 +11,16 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from svc_signaling.event_log import EventLog
 from svc_signaling.rate_limit import TokenBucket
-from telemesh.errors import Aborted, Unavailable
+from svc_signaling.settings import SignalingSettings
+from telemesh.auth import Principal
+from telemesh.errors import Aborted, PermissionDenied, Unavailable
 from telemesh.signaling.v1 import signaling_pb2
 
 Role: TypeAlias = signaling_pb2.ParticipantRole.ValueType
@@ -38,16 +40,6 @@ def now_timestamp() -> Timestamp:
     return stamp
 
 
-@dataclass
-class Limits:
-    """The room's share of the service settings."""
-
-    replay_buffer_events: int
-    keepalive_seconds: float
-    rate_per_second: float
-    rate_burst: int
-
-
 class Subscription:
     """One JoinRoom stream of one participant."""
 
@@ -61,13 +53,11 @@ class Subscription:
 
 @dataclass
 class Participant:
-    role: Role
     user_id: str
     log: EventLog
     bucket: TokenBucket
     subscription: Subscription | None = None
     connection_state: int = signaling_pb2.CONNECTION_STATE_UNSPECIFIED
-    quality: signaling_pb2.CallQuality = field(default_factory=signaling_pb2.CallQuality)
 
     @property
     def present(self) -> bool:
@@ -75,21 +65,24 @@ class Participant:
 
 
 class RecentRequests:
-    """Answers already given to relay calls, by request_id (bounded, per room).
+    """Answers already given to calls whose effect lives in memory, by request_id
+    (bounded): a room's relayed messages and reports, and the pre-call checks.
 
     Relayed messages live only in memory, so their idempotency does too: a retry that
     reaches this process again gets the first answer; one that reaches a restarted
     process is relayed again, which is right, since the first copy was lost with it.
+    What such a call writes (a connected period) is idempotent by itself.
     """
 
     def __init__(self, capacity: int = 1024) -> None:
         self.capacity = capacity
-        self._answers: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        self._answers: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
 
-    def get(self, request_id: str) -> tuple[bytes, bytes] | None:
+    def get(self, request_id: str) -> tuple[str, bytes] | None:
+        """(the request's digest, the serialized answer), if this request_id was seen."""
         return self._answers.get(request_id)
 
-    def put(self, request_id: str, digest: bytes, response: bytes) -> None:
+    def put(self, request_id: str, digest: str, response: bytes) -> None:
         self._answers[request_id] = (digest, response)
         while len(self._answers) > self.capacity:
             self._answers.popitem(last=False)
@@ -106,7 +99,7 @@ class Room:
         admitted: bool,
         recording: bool,
         close_reason: int,
-        limits: Limits,
+        settings: SignalingSettings,
     ) -> None:
         self.room_id = room_id
         self.visit_id = visit_id
@@ -117,14 +110,13 @@ class Room:
         self.admitted = admitted
         self.recording = recording
         self.close_reason = close_reason
-        self.limits = limits
+        self.keepalive_seconds = settings.keepalive_seconds
         self.recent = RecentRequests()
         self.participants = {
             role: Participant(
-                role,
                 user_id,
-                EventLog(limits.replay_buffer_events),
-                TokenBucket(limits.rate_per_second, limits.rate_burst),
+                EventLog(settings.replay_buffer_events),
+                TokenBucket(settings.rate_per_second, settings.rate_burst),
             )
             for role, user_id in ((PATIENT, patient_id), (CLINICIAN, clinician_id))
         }
@@ -133,11 +125,11 @@ class Room:
     def closed(self) -> bool:
         return self.close_reason != signaling_pb2.ROOM_CLOSE_REASON_UNSPECIFIED
 
-    def role_of(self, user_role: str, user_id: str) -> Role | None:
-        """The caller's role in this room, or None when they are not a participant."""
-        role = ROLES_BY_NAME.get(user_role)
-        if role is None or self.participants[role].user_id != user_id:
-            return None
+    def role_of(self, principal: Principal) -> Role:
+        """The caller's role in this room; PermissionDenied when they are not in it."""
+        role = ROLES_BY_NAME.get(principal.role)
+        if role is None or self.participants[role].user_id != principal.subject:
+            raise PermissionDenied("NOT_A_PARTICIPANT", "the caller is not in this room")
         return role
 
     def user_id(self, role: Role) -> str:
@@ -240,7 +232,7 @@ class Room:
     ) -> AsyncIterator[signaling_pb2.JoinRoomResponse]:
         """Live events for `role` after what the subscription has delivered."""
         log = self.participants[role].log
-        keepalive = self.limits.keepalive_seconds
+        keepalive = self.keepalive_seconds
         last_sent = time.monotonic()
         while True:
             if subscription.superseded:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +18,7 @@ from svc_signaling import checks
 from svc_signaling.connected_time import settle
 from svc_signaling.consent_link import RECORDING, TELEHEALTH
 from svc_signaling.ice_servers import ice_servers_for
-from svc_signaling.models import RoomRecord
+from svc_signaling.models import locked_record
 from svc_signaling.rooms import (
     CLINICIAN,
     PATIENT,
@@ -30,15 +29,9 @@ from svc_signaling.rooms import (
     other,
 )
 from telemesh import metrics
-from telemesh.auth import Principal, current_principal, require_role, require_service
-from telemesh.errors import (
-    FailedPrecondition,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    invalid,
-)
-from telemesh.idempotency import run_idempotent
+from telemesh.auth import current_principal, require_role, require_service
+from telemesh.errors import FailedPrecondition, PermissionDenied, ResourceExhausted, invalid
+from telemesh.idempotency import request_digest, run_idempotent
 from telemesh.logs import log
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 from telemesh.tracing.visit import visit_span
@@ -95,12 +88,6 @@ def in_visit_trace(action: str) -> Callable[[H], H]:
     return wrap
 
 
-def _digest(method: str, principal: Principal, request: Message) -> bytes:
-    hasher = hashlib.sha256(f"{method}\0{principal.role}\0{principal.subject}\0".encode())
-    hasher.update(request.SerializeToString(deterministic=True))
-    return hasher.digest()
-
-
 class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     def __init__(self, app: SignalingApp) -> None:
         self.app = app
@@ -109,14 +96,11 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     # --- shared steps -------------------------------------------------------------
 
-    async def _member(self, room_id: str) -> tuple[Principal, Room, Role]:
-        """The caller, the room and the caller's role in it (a participant only)."""
+    async def _member(self, room_id: str) -> tuple[Room, Role]:
+        """The room and the caller's role in it (a participant only)."""
         principal = require_role("patient", "clinician")
         room = await self.app.registry.get(room_id)
-        role = room.role_of(principal.role, principal.subject)
-        if role is None:
-            raise PermissionDenied("NOT_A_PARTICIPANT", "the caller is not in this room")
-        return principal, room, role
+        return room, room.role_of(principal)
 
     def _rate(self, room: Room, role: Role) -> None:
         if not room.participants[role].bucket.take():
@@ -136,27 +120,26 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
                 {"reason": signaling_pb2.RoomCloseReason.Name(room.close_reason)},  # type: ignore[arg-type]
             )
 
+    @staticmethod
     async def _relay_once(
-        self,
         method: str,
         request: Any,
-        room: Room,
-        principal: Principal,
-        response: R,
-        work: Callable[[], Awaitable[None]],
+        recent: RecentRequests,
+        response_type: type[R],
+        work: Callable[[], Awaitable[R]],
     ) -> R:
-        """Runs a relay-class call once per request_id (in the room's memory)."""
-        digest = _digest(method, principal, request)
-        seen = room.recent.get(request.request_id)
+        """Runs a call whose effect lives in memory once per request_id, remembered in
+        `recent` (a room's, or the pre-call checks'): a retry gets the first answer."""
+        digest = request_digest(method, request)
+        seen = recent.get(request.request_id)
         if seen is not None:
             if seen[0] != digest:
                 raise invalid(
                     "request_id", "this request_id was already used for a different request"
                 )
-            response.ParseFromString(seen[1])
-            return response
-        await work()
-        room.recent.put(request.request_id, digest, response.SerializeToString())
+            return response_type.FromString(seen[1])
+        response = await work()
+        recent.put(request.request_id, digest, response.SerializeToString())
         return response
 
     async def _settle(self, room: Room, *, ending: bool, when: datetime | None = None) -> None:
@@ -183,9 +166,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             )
         room = await self.app.registry.for_join(claims)
         room.traceparent = claims.traceparent or room.traceparent
-        role = room.role_of(principal.role, principal.subject)
-        if role is None:
-            raise PermissionDenied("NOT_A_PARTICIPANT", "the caller is not in this room")
+        role = room.role_of(principal)
         self._open(room)
         if not await self.app.consent.is_permitted(room.user_id(PATIENT), TELEHEALTH):
             raise FailedPrecondition("CONSENT_REQUIRED", "telehealth consent is not active")
@@ -222,15 +203,13 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def SendSessionDescription(
         self, request: signaling_pb2.SendSessionDescriptionRequest, context: Context
     ) -> signaling_pb2.SendSessionDescriptionResponse:
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        checks.room_id(check, request.room_id)
+        check = checks.room_call(request)
         checks.description(check, "description", request.description, self.settings)
         check.raise_if_any()
         return await self._forward(
             "SendSessionDescription",
             request,
-            signaling_pb2.SendSessionDescriptionResponse(),
+            signaling_pb2.SendSessionDescriptionResponse,
             lambda role: signaling_pb2.JoinRoomResponse(
                 session_description=signaling_pb2.SessionDescriptionReceived(
                     from_role=role, description=request.description
@@ -242,15 +221,13 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def SendIceCandidates(
         self, request: signaling_pb2.SendIceCandidatesRequest, context: Context
     ) -> signaling_pb2.SendIceCandidatesResponse:
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        checks.room_id(check, request.room_id)
+        check = checks.room_call(request)
         checks.candidates(check, list(request.candidates), self.settings)
         check.raise_if_any()
         return await self._forward(
             "SendIceCandidates",
             request,
-            signaling_pb2.SendIceCandidatesResponse(),
+            signaling_pb2.SendIceCandidatesResponse,
             lambda role: signaling_pb2.JoinRoomResponse(
                 ice_candidates=signaling_pb2.IceCandidatesReceived(
                     from_role=role, candidates=request.candidates
@@ -262,20 +239,21 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self,
         method: str,
         request: Any,
-        response: R,
+        response_type: type[R],
         event_for: Callable[[Role], signaling_pb2.JoinRoomResponse],
     ) -> R:
         """Relays a participant's message to the other one, once per request_id, after
         the rate limit and the admission rule."""
-        principal, room, role = await self._member(request.room_id)
+        room, role = await self._member(request.room_id)
 
-        async def relay() -> None:
+        async def relay() -> R:
             self._rate(room, role)
             self._open(room)
             self._require_admitted(room)
             room.emit(other(role), event_for(role))
+            return response_type()
 
-        return await self._relay_once(method, request, room, principal, response, relay)
+        return await self._relay_once(method, request, room.recent, response_type, relay)
 
     @staticmethod
     def _require_admitted(room: Room) -> None:
@@ -290,11 +268,8 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     async def _clinicians_room(self, request: Any, what: str) -> Room:
         """The open room of a call only its clinician may make (`what` they do)."""
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        checks.room_id(check, request.room_id)
-        check.raise_if_any()
-        _, room, role = await self._member(request.room_id)
+        checks.room_call(request).raise_if_any()
+        room, role = await self._member(request.room_id)
         if role != CLINICIAN:
             raise PermissionDenied("CLINICIAN_ONLY", f"only the visit's clinician {what}")
         self._open(room)
@@ -308,9 +283,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         await self.app.session.admit(room.visit_id, request.request_id)
 
         async def work(session: AsyncSession) -> signaling_pb2.AdmitPatientResponse:
-            record = await self._record(session, room)
-            record.admitted = True
-            session.add(record)
+            await locked_record(session, room.room_id, admitted=True)
             return signaling_pb2.AdmitPatientResponse()
 
         reply = await run_idempotent(
@@ -336,9 +309,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             )
 
         async def work(session: AsyncSession) -> signaling_pb2.SetRecordingResponse:
-            record = await self._record(session, room)
-            record.recording = request.recording
-            session.add(record)
+            await locked_record(session, room.room_id, recording=request.recording)
             return signaling_pb2.SetRecordingResponse(recording=request.recording)
 
         reply = await run_idempotent(
@@ -352,64 +323,54 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             room.recording = recording
             room.emit_both(recording_changed=signaling_pb2.RecordingChanged(recording=recording))
 
-    @staticmethod
-    async def _record(session: AsyncSession, room: Room) -> RoomRecord:
-        record = await session.get(RoomRecord, room.room_id, with_for_update=True)
-        if record is None:
-            raise NotFound("room", room.room_id)
-        return record
-
     # --- connection and quality -----------------------------------------------------
 
     @in_visit_trace("connection state")
     async def ReportConnectionState(
         self, request: signaling_pb2.ReportConnectionStateRequest, context: Context
     ) -> signaling_pb2.ReportConnectionStateResponse:
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        checks.room_id(check, request.room_id)
+        check = checks.room_call(request)
         check.check(request.state in checks.REPORTED_STATES, "state", "is not a connection state")
         check.raise_if_any()
-        _, room, role = await self._member(request.room_id)
-        self._rate(room, role)
-        room.participants[role].connection_state = request.state
-        if room.admitted_at is not None and room.both_connected():
-            metrics.observe(
-                "telemesh.call.setup_time",
-                "s",
-                "From admission to both participants connected",
-                time.monotonic() - room.admitted_at,
-            )
-            room.admitted_at = None
+        room, role = await self._member(request.room_id)
 
-        async def work(session: AsyncSession) -> signaling_pb2.ReportConnectionStateResponse:
-            await settle(session, room, ending=request.state in ENDING_STATES)
+        async def report() -> signaling_pb2.ReportConnectionStateResponse:
+            self._rate(room, role)
+            room.participants[role].connection_state = request.state
+            if room.admitted_at is not None and room.both_connected():
+                metrics.observe(
+                    "telemesh.call.setup_time",
+                    "s",
+                    "From admission to both participants connected",
+                    time.monotonic() - room.admitted_at,
+                )
+                room.admitted_at = None
+            ending = request.state in ENDING_STATES
+            # settle() can open a period only when both are connected, close one only on
+            # an ending state: otherwise there is nothing to write.
+            if ending or room.both_connected():
+                await self._settle(room, ending=ending)
             return signaling_pb2.ReportConnectionStateResponse()
 
-        reply = await run_idempotent(
-            self.app.db,
+        return await self._relay_once(
             "ReportConnectionState",
             request,
+            room.recent,
             signaling_pb2.ReportConnectionStateResponse,
-            work,
+            report,
         )
-        self.app.wake_outbox()
-        return reply
 
     @in_visit_trace("call quality")
     async def ReportCallQuality(
         self, request: signaling_pb2.ReportCallQualityRequest, context: Context
     ) -> signaling_pb2.ReportCallQualityResponse:
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        checks.room_id(check, request.room_id)
+        check = checks.room_call(request)
         checks.quality(check, request.quality)
         check.raise_if_any()
-        principal, room, role = await self._member(request.room_id)
+        room, role = await self._member(request.room_id)
 
-        async def record() -> None:
+        async def record() -> signaling_pb2.ReportCallQualityResponse:
             self._rate(room, role)
-            room.participants[role].quality.CopyFrom(request.quality)
             quality = request.quality
             reporter = ROLE_NAMES[role]
             metrics.observe(
@@ -438,13 +399,13 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
                 jitter_ms=round(quality.jitter_ms, 1),
                 frames_received=quality.frames_received,
             )
+            return signaling_pb2.ReportCallQualityResponse()
 
         return await self._relay_once(
             "ReportCallQuality",
             request,
-            room,
-            principal,
-            signaling_pb2.ReportCallQualityResponse(),
+            room.recent,
+            signaling_pb2.ReportCallQualityResponse,
             record,
         )
 
@@ -452,19 +413,17 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def LeaveRoom(
         self, request: signaling_pb2.LeaveRoomRequest, context: Context
     ) -> signaling_pb2.LeaveRoomResponse:
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        checks.room_id(check, request.room_id)
-        check.raise_if_any()
-        principal, room, role = await self._member(request.room_id)
+        checks.room_call(request).raise_if_any()
+        room, role = await self._member(request.room_id)
 
-        async def leave() -> None:
+        async def leave() -> signaling_pb2.LeaveRoomResponse:
             room.leave(role)
             await self._settle(room, ending=True)
             log(logger, logging.INFO, "left", room_id=room.room_id, role=ROLE_NAMES[role])
+            return signaling_pb2.LeaveRoomResponse()
 
         return await self._relay_once(
-            "LeaveRoom", request, room, principal, signaling_pb2.LeaveRoomResponse(), leave
+            "LeaveRoom", request, room.recent, signaling_pb2.LeaveRoomResponse, leave
         )
 
     # --- ICE servers and pre-call checks --------------------------------------------
@@ -491,28 +450,28 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             allowed=frozenset({signaling_pb2.SDP_TYPE_OFFER}),
         )
         check.raise_if_any()
-        digest = _digest("StartPreCallCheck", principal, request)
-        seen = self._precall_requests.get(request.request_id)
-        if seen is not None:
-            if seen[0] != digest:
-                raise invalid(
-                    "request_id", "this request_id was already used for a different request"
+
+        async def start() -> signaling_pb2.StartPreCallCheckResponse:
+            try:
+                started = await self.app.precall.start(
+                    (principal.role, principal.subject), request.offer.sdp
                 )
-            return signaling_pb2.StartPreCallCheckResponse.FromString(seen[1])
-        try:
-            started = await self.app.precall.start(
-                (principal.role, principal.subject), request.offer.sdp
+            except ValueError:
+                raise invalid("offer.sdp", "the offer could not be used") from None
+            return signaling_pb2.StartPreCallCheckResponse(
+                check_id=started.check_id,
+                answer=signaling_pb2.SessionDescription(
+                    type=signaling_pb2.SDP_TYPE_ANSWER, sdp=started.answer_sdp
+                ),
             )
-        except ValueError:
-            raise invalid("offer.sdp", "the offer could not be used") from None
-        reply = signaling_pb2.StartPreCallCheckResponse(
-            check_id=started.check_id,
-            answer=signaling_pb2.SessionDescription(
-                type=signaling_pb2.SDP_TYPE_ANSWER, sdp=started.answer_sdp
-            ),
+
+        return await self._relay_once(
+            "StartPreCallCheck",
+            request,
+            self._precall_requests,
+            signaling_pb2.StartPreCallCheckResponse,
+            start,
         )
-        self._precall_requests.put(request.request_id, digest, reply.SerializeToString())
-        return reply
 
     async def GetPreCallCheck(
         self, request: signaling_pb2.GetPreCallCheckRequest, context: Context
@@ -558,9 +517,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     async def _write_recording_off(self, room: Room) -> None:
         async def work(session: AsyncSession) -> None:
-            record = await self._record(session, room)
-            record.recording = False
-            session.add(record)
+            await locked_record(session, room.room_id, recording=False)
 
         await self.app.db.run_write(work)
 
@@ -568,26 +525,28 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         if room.closed:
             return
 
+        name = signaling_pb2.RoomCloseReason.Name(reason)  # type: ignore[arg-type]
+
         async def work(session: AsyncSession) -> None:
-            record = await self._record(session, room)
-            record.close_reason = signaling_pb2.RoomCloseReason.Name(reason)  # type: ignore[arg-type]
-            record.recording = False
-            session.add(record)
+            await locked_record(session, room.room_id, close_reason=name, recording=False)
+            # The call ends with the room: its connected period closes in the same write.
+            await settle(session, room, ending=True, connected=False)
 
         await self.app.db.run_write(work)
+        self.app.wake_outbox()
         room.close_reason = reason
         room.recording = False
         room.emit_both(room_closed=signaling_pb2.RoomClosed(reason=reason))  # type: ignore[arg-type]
         for role in (PATIENT, CLINICIAN):
             room.participants[role].connection_state = signaling_pb2.CONNECTION_STATE_CLOSED
-        await self._settle(room, ending=True)
+        self.app.registry.retire(room)
         log(
             logger,
             logging.INFO,
             "room closed",
             room_id=room.room_id,
             visit_id=room.visit_id,
-            reason=signaling_pb2.RoomCloseReason.Name(reason),  # type: ignore[arg-type]
+            reason=name,
         )
 
     async def settle_after_restart(self, started: datetime) -> None:

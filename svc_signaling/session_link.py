@@ -11,11 +11,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from telemesh.clients import ServiceClients, on_behalf_of_caller
 from telemesh.errors import FailedPrecondition, from_rpc_error
-from telemesh.outbox import Deliver, OutboxEvent, enqueue, grpc_deliverer
+from telemesh.outbox import RECORD_CONNECTION_EVENT, enqueue
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh.timestamps import timestamp
 
-RECORD_CONNECTION_EVENT = "/telemesh.session.v1.SessionService/RecordConnectionEvent"
 # Request ids we derive for calls to the session service live in their own namespace.
 _NAMESPACE = uuid.UUID("5b0f1c64-8d0e-4c55-9b53-51c7a1f0c0de")
 _TIMEOUT = 10.0
@@ -73,21 +72,6 @@ class SessionLink:
                 "the visit cannot be admitted in its current state",
                 {"visit_state": session_pb2.VisitState.Name(reply.visit.state)},
             )
-
-
-def connection_event_deliverer(clients: ServiceClients) -> Deliver:
-    """Delivers queued connection events; one the session service refuses because the
-    visit is no longer in progress (completed, cancelled) has nothing left to record."""
-    deliver = grpc_deliverer(clients.channel)
-
-    async def deliver_or_drop(event: OutboxEvent) -> None:
-        try:
-            await deliver(event)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
-
-    return deliver_or_drop
 
 
 def enqueue_connection_event(

@@ -64,6 +64,11 @@ class SignalingSettings:
         10.0,
         "After a restart, how long a call counted as connected waits for both peers.",
     )
+    closed_room_seconds: float = setting(
+        "TELEMESH_SIGNALING_CLOSED_ROOM_SECONDS",
+        60.0,
+        "How long a closed room stays in memory; a later call reads its record again.",
+    )
     precall_seconds: float = setting(
         "TELEMESH_SIGNALING_PRECALL_SECONDS",
         4.0,

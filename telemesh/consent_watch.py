@@ -54,9 +54,9 @@ class _Answer:
 
 @dataclass(eq=False)
 class _Flight:
-    """A check on its way: spoiled when a change for its patient arrives meanwhile."""
+    """A check on its way: spoiled when a change for its patient arrives meanwhile, or
+    when the stream breaks (changes may then go unseen)."""
 
-    epoch: int
     spoiled: bool = False
 
 
@@ -83,9 +83,7 @@ class ConsentWatcher:
         self._subscribers: list[ChangeCallback] = []
         self._position: int | None = None  # the last through_sequence received
         self._last_message = float("-inf")
-        self._epoch = 0  # grows whenever the stream (re)starts or breaks
-        self._connected = False
-        self._established = asyncio.Event()
+        self._established = asyncio.Event()  # set while the stream is up
         self._task: asyncio.Task[None] | None = None
 
     # --- life --------------------------------------------------------------------
@@ -111,7 +109,9 @@ class ConsentWatcher:
     @property
     def healthy(self) -> bool:
         """The stream is up and spoke recently enough for cached answers to be used."""
-        return self._connected and (time.monotonic() - self._last_message < self._trust_window)
+        return self._established.is_set() and (
+            time.monotonic() - self._last_message < self._trust_window
+        )
 
     def subscribe(self, callback: ChangeCallback) -> None:
         """`callback` hears every change, in order, after cached answers were dropped."""
@@ -128,7 +128,7 @@ class ConsentWatcher:
         cached = self._cached(patient_id, key)
         if cached is not None:
             return cached
-        flight = _Flight(self._epoch)
+        flight = _Flight()
         self._flights.setdefault(patient_id, set()).add(flight)
         try:
             response = await self._stub.CheckConsent(
@@ -148,7 +148,7 @@ class ConsentWatcher:
                 if not flights:
                     del self._flights[patient_id]
         permitted = response.decision == consent_pb2.DECISION_PERMIT
-        if not flight.spoiled and flight.epoch == self._epoch and self.healthy:
+        if not flight.spoiled and self.healthy:
             self._store(patient_id, key, response, permitted)
         return permitted
 
@@ -227,9 +227,7 @@ class ConsentWatcher:
         try:
             async for response in call:
                 self._last_message = time.monotonic()
-                if not self._connected:
-                    self._connected = True
-                    self._established.set()
+                self._established.set()
                 if response.HasField("change"):
                     await self._apply(response.change)
                 self._position = response.through_sequence
@@ -248,7 +246,8 @@ class ConsentWatcher:
                 logger.error("a consent change subscriber failed", exc_info=True)
 
     def _disconnected(self) -> None:
-        self._connected = False
         self._established.clear()
-        self._epoch += 1
         self._cache.clear()
+        for flights in self._flights.values():
+            for flight in flights:
+                flight.spoiled = True

@@ -14,6 +14,7 @@ from typing import ClassVar
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 ERROR_DOMAIN = "telemesh.dev"
 
@@ -153,6 +154,30 @@ def to_status(error: TelemeshError) -> status_pb2.Status:
             )
         )
     return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+
+
+def _details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
+    status = rpc_status.from_call(error)
+    return list(status.details) if status is not None else []
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str | None:
+    """The `ErrorInfo` reason a failed call carries (`to_status` read back), or None."""
+    for detail in _details(error):
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return None
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> tuple[FieldViolation, ...]:
+    """The bad fields a failed call names in its `BadRequest` details, in order."""
+    violations: list[FieldViolation] = []
+    for detail in _details(error):
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+    return tuple(violations)
 
 
 def internal_status() -> status_pb2.Status:

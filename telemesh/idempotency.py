@@ -44,7 +44,9 @@ class IdempotencyRecord(SQLModel, table=True):
     create_time: datetime = Field(sa_type=UtcDateTime)
 
 
-def _digest(method: str, request: Message) -> str:
+def request_digest(method: str, request: Message) -> str:
+    """What a request_id stands for: the method, the caller and the request's content (a
+    reused id must come with the same three)."""
     principal = current_principal()
     hasher = hashlib.sha256()
     hasher.update(f"{method}\0{principal.role}\0{principal.subject}\0".encode())
@@ -111,7 +113,7 @@ async def run_idempotent(
     check = Violations()
     check.uuid("request_id", request_id)
     check.raise_if_any()
-    digest = _digest(method, request)
+    digest = request_digest(method, request)
 
     async def attempt(session: AsyncSession) -> R:
         # Optimistic: a first attempt (the common case) costs no lookup. A repeat runs

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -94,6 +95,23 @@ PERMANENT_FAILURES = frozenset(
 )
 
 
+RECORD_CONNECTION_EVENT = "/telemesh.session.v1.SessionService/RecordConnectionEvent"
+
+# Refusals that settle an event as an acknowledgement would, by method: the receiver
+# says there is nothing left to do, so the event is done rather than retried.
+SETTLED_BY = {
+    # The visit is no longer in progress (completed, cancelled): no connected time is
+    # left to record.
+    RECORD_CONNECTION_EVENT: frozenset({grpc.StatusCode.FAILED_PRECONDITION}),
+}
+
+
+# How long a target found unreachable is left out of the claims: doubling from the first
+# pause to the ceiling while it stays down.
+PAUSE_FIRST = 0.5
+PAUSE_CEILING = 10.0
+
+
 class TargetUnavailable(Exception):
     """The target was unreachable earlier in the same batch; not tried again."""
 
@@ -130,6 +148,8 @@ class OutboxRelay:
         self.settings = settings or RelaySettings()
         self.owner = uuid.uuid4().hex[:12]
         self._wake = asyncio.Event()
+        # Targets found unreachable: (paused until, on the monotonic clock; times in a row).
+        self._pauses: dict[str, tuple[float, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -170,6 +190,15 @@ class OutboxRelay:
         metrics.gauge("telemesh.outbox.backlog", "Outbox events waiting for delivery", waiting)
         metrics.gauge("telemesh.outbox.dead_letters", "Outbox events refused for good", dead)
 
+    def _pause(self, target: str) -> None:
+        _, streak = self._pauses.get(target, (0.0, 0))
+        seconds = min(PAUSE_CEILING, PAUSE_FIRST * 2**streak)
+        self._pauses[target] = (time.monotonic() + seconds, streak + 1)
+
+    def _paused_targets(self) -> list[str]:
+        now = time.monotonic()
+        return [target for target, (until, _) in self._pauses.items() if until > now]
+
     async def _claim(self) -> list[OutboxEvent]:
         now = datetime.now(UTC)
         lease = now + timedelta(seconds=self.settings.lease_seconds)
@@ -189,6 +218,9 @@ class OutboxRelay:
                 .order_by(col(OutboxEvent.create_time))
                 .limit(self.settings.batch_size)
             )
+            paused = self._paused_targets()
+            if paused:  # their events wait where they are, and others go first
+                due = due.where(col(OutboxEvent.target).not_in(paused))
             if not self.db.sqlite:
                 due = due.with_for_update(skip_locked=True)
             events = list((await session.exec(due)).all())
@@ -202,9 +234,9 @@ class OutboxRelay:
     async def drain_once(self) -> int:
         """Claims one batch and delivers it; returns how many were delivered.
 
-        A target found unreachable in a batch is not tried again in that batch: its
-        remaining events wait for their next attempt, so one service that is down
-        does not hold up the events for the others.
+        A target found unreachable is not tried again in that batch, and is left out of
+        the next claims for a pause that doubles while it stays down (up to
+        PAUSE_CEILING): one service that is down does not hold up the others' events.
         """
         events = await self._claim()
         if not events:
@@ -220,9 +252,13 @@ class OutboxRelay:
                 error = await self._deliver_one(event)
                 if _unreachable(error):
                     unreachable.add(event.target)
+                elif error is None:
+                    self._pauses.pop(event.target, None)
                 return error is None
 
         results = await asyncio.gather(*(one(event) for event in events))
+        for target in unreachable:
+            self._pause(target)
         delivered = [event for event, ok in zip(events, results, strict=True) if ok]
         if delivered:
             await self._delivered(delivered)
@@ -348,13 +384,18 @@ async def backlog(db: Database, target: str | None = None) -> tuple[int, int]:
 def grpc_deliverer(
     channel_for: Callable[[str], grpc.aio.Channel], timeout: float = 10.0
 ) -> Deliver:
-    """Delivers an event as its unary RPC with raw bytes; any non-OK status is a failure
-    to retry (the receiver's idempotency makes retries safe)."""
+    """Delivers an event as its unary RPC with raw bytes; any non-OK status other than
+    the method's settling ones (`SETTLED_BY`) is a failure to retry (the receiver's
+    idempotency makes retries safe)."""
 
     async def deliver(event: OutboxEvent) -> None:
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel_for(
             event.target
         ).unary_unary(event.method, request_serializer=None, response_deserializer=None)
-        await call(event.payload, timeout=timeout)
+        try:
+            await call(event.payload, timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in SETTLED_BY.get(event.method, frozenset()):
+                raise
 
     return deliver

@@ -40,7 +40,9 @@ async def relay(service: str, settings: RuntimeSettings) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--service", required=True, help="whose outbox (and identity): session")
+    parser.add_argument(
+        "--service", required=True, help="whose outbox (and identity): session, signaling"
+    )
     args = parser.parse_args()
     settings = load(RuntimeSettings)
     setup_logging(f"{args.service}-relay", settings.log_level)

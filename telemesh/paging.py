@@ -10,9 +10,12 @@ import base64
 import binascii
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from telemesh.errors import invalid
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
@@ -50,3 +53,21 @@ def decode_token(token: str, query: dict[str, Any]) -> dict[str, Any] | None:
     if tag != _query_tag(query) or not isinstance(cursor, dict):
         raise invalid("page_token", "belongs to a different query")
     return cursor
+
+
+def page_of(
+    rows: Sequence[T],
+    size: int,
+    cursor_of: Callable[[T], dict[str, Any]],
+    query: dict[str, Any],
+) -> tuple[list[T], str]:
+    """One page of `rows`, read with a limit of `size + 1`, and its `next_page_token`.
+
+    The row past `size` only tells that another page follows: it is dropped, and the
+    token resumes after the page's last row (`cursor_of` it). On the last page the token
+    is empty.
+    """
+    if len(rows) <= size:
+        return list(rows), ""
+    page = list(rows[:size])
+    return page, encode_token(cursor_of(page[-1]), query)

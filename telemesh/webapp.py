@@ -3,7 +3,7 @@
 A small static server for local use and the browser tests. The pages call the edge
 (gRPC-web) themselves; this server only hands them files and `/config.json`, which names
 the edge: TELEMESH_WEB_EDGE_URL, or the edge of the `telemesh up` running in
-TELEMESH_HOME (its endpoints.json, read on every request), or https://localhost:8443.
+TELEMESH_HOME (its endpoints.json, read once per request), or https://localhost:8443.
 
 Its default address, http://localhost:5173, is an origin the edge's CORS policy allows
 (mesh/allowlist.yaml), as is Vite's dev server on the same port (`npm run dev`).
@@ -93,10 +93,21 @@ class WebAppHandler(SimpleHTTPRequestHandler):
     def __init__(self, *args: Any, settings: WebAppSettings, home: Path, **kwargs: Any) -> None:
         self.settings = settings
         self.home = home
+        self._edge: str | None = None
         super().__init__(*args, directory=str(settings.dist), **kwargs)
 
+    def handle_one_request(self) -> None:
+        self._edge = None  # a request sees one edge: looked up once, when first needed
+        super().handle_one_request()
+
+    @property
+    def edge(self) -> str:
+        if self._edge is None:
+            self._edge = edge_url(self.settings, self.home)
+        return self._edge
+
     def end_headers(self) -> None:
-        for name, value in security_headers(edge_url(self.settings, self.home)).items():
+        for name, value in security_headers(self.edge).items():
             self.send_header(name, value)
         # Built assets carry a content hash in their names; pages and config do not.
         cacheable = self.path.startswith("/assets/")
@@ -106,7 +117,7 @@ class WebAppHandler(SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/config.json":
-            body = json.dumps({"edgeUrl": edge_url(self.settings, self.home)}).encode()
+            body = json.dumps({"edgeUrl": self.edge}).encode()
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

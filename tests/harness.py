@@ -1,22 +1,28 @@
-"""Starting real service processes for tests: `python -m svc_<name>`, each with its own
-database, on a free port, stopped by its own process id."""
+"""Starting real processes for tests: `python -m svc_<name>`, each with its own database,
+on a free port, stopped by its own process id; and `telemesh up`, the whole mesh."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
+import socket
+import ssl
+import subprocess
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import grpc
 import psycopg
+from cryptography import x509
 from sqlalchemy.engine import make_url
 
 from telemesh.config import SERVICES
 from telemesh.identity.tokens import DevIssuer
-from telemesh.stack.process import ManagedProcess, free_port, grpc_health_probe
+from telemesh.stack.endpoints import start_up, telemesh_command
+from telemesh.stack.process import ManagedProcess, free_port, module_process, stop_all
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BASE_URL = os.environ.get("TELEMESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -90,14 +96,7 @@ def database_url(backend: str, home: Path, service: str) -> Iterator[str]:
 
 def service_process(name: str, address: str, env: dict[str, str], log_path: Path) -> ManagedProcess:
     """`python -m svc_<name>`, ready when its health service says SERVING."""
-    return ManagedProcess(
-        f"svc_{name}",
-        [sys.executable, "-m", f"svc_{name}"],
-        env,
-        log_path,
-        cwd=REPO,
-        ready=grpc_health_probe(address),
-    )
+    return module_process(f"svc_{name}", f"svc_{name}", env, log_path, address, cwd=REPO)
 
 
 class Stack:
@@ -156,6 +155,84 @@ class Stack:
         return "\n".join(service.logs() for service in self.services.values())
 
     def close(self) -> None:
-        for service in self.services.values():
-            service.stop()
+        stop_all(self.services.values())  # they drain at once
         self._databases.close()
+
+
+# --- the whole mesh ---------------------------------------------------------------
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment without Telemesh's and OpenTelemetry's settings, in `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMESH_", "OTEL_"))}
+    env.update(TELEMESH_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@dataclass
+class MeshUp:
+    """`telemesh up` in a home of its own, as a developer runs it (the mesh and web
+    tests), and where it says everything is (its endpoints.json)."""
+
+    home: Path
+    process: ManagedProcess
+    endpoints: dict[str, Any]
+
+    @classmethod
+    def start(cls, home: Path, **env: str) -> Self:
+        process, endpoints = start_up(
+            home, clean_env(home, **env), home / "telemesh-up.log", cwd=REPO
+        )
+        return cls(home, process, endpoints)
+
+    @property
+    def edge_url(self) -> str:
+        return str(self.endpoints["edge"]["url"])
+
+    @property
+    def edge_address(self) -> str:
+        return str(self.endpoints["edge"]["address"])
+
+    @property
+    def edge_target(self) -> str:
+        """The edge by name: its certificate names localhost."""
+        return f"localhost:{self.edge_address.rsplit(':', 1)[1]}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return Path(self.endpoints["ca_bundle"])
+
+    def edge_certificate(self) -> x509.Certificate:
+        """The certificate the edge serves now (verified against the local CA)."""
+        context = ssl.create_default_context(cafile=str(self.ca_bundle))
+        host, port = self.edge_address.rsplit(":", 1)
+        with (
+            socket.create_connection((host, int(port)), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der)
+
+    def logs(self) -> str:
+        """The supervisor's log, then the end of every process's log."""
+        folder = Path(self.endpoints.get("logs", self.home / "mesh" / "logs"))
+        parts = [self.process.logs()[-3000:]]
+        parts += [
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in folder.glob("*.log")
+        ]
+        return "\n".join(parts)
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        """`telemesh down` in this home."""
+        return subprocess.run(
+            telemesh_command("down"),
+            env=clean_env(self.home),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+
+    def stop(self) -> None:
+        self.process.stop(timeout=60)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -37,18 +37,28 @@ def add_parser(commands: Any) -> None:
     verify.set_defaults(func=run_verify)
 
 
-def report(
-    intact: bool,
-    checked: int,
-    first_bad: int,
-    problem: consent_pb2.AuditProblem.ValueType,
-    detail: str,
-) -> int:
-    if intact:
+class AuditVerdict(Protocol):
+    """What a verification found: the service's answer or the verifier's own verdict."""
+
+    @property
+    def intact(self) -> bool: ...
+    @property
+    def entries_checked(self) -> int: ...
+    @property
+    def first_bad_sequence(self) -> int: ...
+    @property
+    def problem(self) -> consent_pb2.AuditProblem.ValueType: ...
+    @property
+    def detail(self) -> str: ...
+
+
+def report(verdict: AuditVerdict) -> int:
+    checked = verdict.entries_checked
+    if verdict.intact:
         print(f"audit trail intact: {checked} entries checked")
         return INTACT
-    name = consent_pb2.AuditProblem.Name(problem).removeprefix("AUDIT_PROBLEM_").lower()
-    print(f"audit trail BROKEN at entry {first_bad}: {name} ({detail})")
+    name = consent_pb2.AuditProblem.Name(verdict.problem).removeprefix("AUDIT_PROBLEM_").lower()
+    print(f"audit trail BROKEN at entry {verdict.first_bad_sequence}: {name} ({verdict.detail})")
     print(f"{checked} entries before it are intact")
     return BROKEN
 
@@ -57,7 +67,7 @@ async def _ask_service(
     settings: RuntimeSettings, deadline_seconds: float
 ) -> consent_pb2.VerifyAuditTrailResponse:
     token = DevIssuer(settings.home).mint(CLI_ADMIN, "admin", ttl_seconds=600)
-    async with grpc.aio.insecure_channel(settings.consent_addr) as channel:
+    async with grpc.aio.insecure_channel(settings.address_of("consent")) as channel:
         stub = consent_pb2_grpc.ConsentServiceStub(channel)
         return await stub.VerifyAuditTrail(
             consent_pb2.VerifyAuditTrailRequest(),
@@ -76,13 +86,7 @@ async def _verify_database(url: str) -> int:
         verdict = await verify_stored_chain(db)
     finally:
         await db.dispose()
-    return report(
-        verdict.intact,
-        verdict.entries_checked,
-        verdict.first_bad_sequence,
-        verdict.problem,
-        verdict.detail,
-    )
+    return report(verdict)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -93,11 +97,9 @@ def run_verify(args: argparse.Namespace) -> int:
         reply = asyncio.run(_ask_service(settings, args.timeout))
     except grpc.aio.AioRpcError as error:
         print(
-            f"cannot verify: the consent service at {settings.consent_addr} answered "
+            f"cannot verify: the consent service at {settings.address_of('consent')} answered "
             f"{error.code().name}: {error.details()}",
             file=sys.stderr,
         )
         return UNREACHABLE
-    return report(
-        reply.intact, reply.entries_checked, reply.first_bad_sequence, reply.problem, reply.detail
-    )
+    return report(reply)

@@ -32,6 +32,7 @@ SETTINGS = [
     ("billing", "svc_billing.settings:BillingSettings"),
     ("telemesh up", "telemesh.mesh.settings:MeshSettings"),
     ("trace receiver", "telemesh.tracestore.receiver:ReceiverSettings"),
+    ("web apps", "telemesh.webapp:WebAppSettings"),
     ("telemesh demo", "telemesh.demo.run:DemoPatient"),
 ]
 

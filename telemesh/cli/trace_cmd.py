@@ -9,7 +9,7 @@ from typing import Any
 
 from telemesh.config import RuntimeSettings, load
 from telemesh.tracestore.receiver import ReceiverSettings, store_path
-from telemesh.tracestore.store import SpanStore
+from telemesh.tracestore.store import SpanStore, StoredSpan
 from telemesh.tracestore.waterfall import page, text
 
 
@@ -21,22 +21,30 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def visit_trace(path: Path, visit_id: str, trace_id: str = "") -> tuple[list[StoredSpan], str]:
+    """A visit's trace from the span store at `path` (trace `trace_id`, else the visit's
+    own: the trace with the most spans about it) and the title of its waterfall."""
+    store = SpanStore(path)
+    try:
+        if trace_id:
+            spans = store.spans(trace_id)
+        else:
+            traces = store.traces_of_visit(visit_id)
+            spans = max((store.spans(t) for t in traces), key=len, default=[])
+    finally:
+        store.close()
+    return spans, f"visit {visit_id}  trace {trace_id or (spans[0].trace_id if spans else '')}"
+
+
 def run(args: argparse.Namespace) -> int:
     path = args.store or store_path(load(RuntimeSettings), load(ReceiverSettings))
     if not path.exists():
         print(f"no trace store at {path}: is `telemesh up` running?", file=sys.stderr)
         return 1
-    store = SpanStore(path)
-    try:
-        traces = store.traces_of_visit(args.visit_id)
-        if not traces:
-            print(f"no spans for visit {args.visit_id}", file=sys.stderr)
-            return 1
-        # The visit's own trace is the one with the most spans about it.
-        spans = max((store.spans(t) for t in traces), key=len)
-    finally:
-        store.close()
-    title = f"visit {args.visit_id}  trace {spans[0].trace_id}"
+    spans, title = visit_trace(path, args.visit_id)
+    if not spans:
+        print(f"no spans for visit {args.visit_id}", file=sys.stderr)
+        return 1
     print(text(spans, title))
     if args.html:
         args.html.write_text(page(spans, title))

@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from telemesh.config import RuntimeSettings, load
@@ -30,7 +29,6 @@ from telemesh.stack.endpoints import (
     write_endpoints,
 )
 from telemesh.stack.local_mesh import LocalMesh, TraceReceiver
-from telemesh.stack.process import ManagedProcess, free_port, grpc_health_probe
 
 
 def add_parser(commands: Any) -> None:
@@ -47,23 +45,6 @@ def add_parser(commands: Any) -> None:
     down = commands.add_parser("down", help="stop the stack that `telemesh up` started")
     down.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to stop")
     down.set_defaults(func=run_down)
-
-
-def local_trace_receiver(home: Path) -> TraceReceiver:
-    """The local trace receiver (telemesh.tracestore.receiver), started before everything
-    else: the services export spans to it (OTEL_EXPORTER_OTLP_ENDPOINT) and every Envoy's
-    OpenTelemetry tracer points at it; `telemesh trace` reads what it stores."""
-    address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "TELEMESH_HOME": str(home), "TELEMESH_TRACE_LISTEN": address}
-    process = ManagedProcess(
-        "trace-receiver",
-        [sys.executable, "-m", "telemesh.tracestore.receiver"],
-        env,
-        home / "mesh" / "logs" / "trace-receiver.log",
-        ready=grpc_health_probe(address),
-        new_session=True,
-    )
-    return TraceReceiver(process, f"http://{address}")
 
 
 def _print_endpoints(endpoints: dict[str, Any]) -> None:
@@ -99,7 +80,7 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"renewed certificates: {', '.join(names)}", flush=True)
 
     mesh = LocalMesh(
-        home, runtime, settings, trace_receiver=local_trace_receiver(home), on_rotation=renewed
+        home, runtime, settings, trace_receiver=TraceReceiver.local(home), on_rotation=renewed
     )
     print(f"starting the mesh in {home} ...", flush=True)
     try:

@@ -17,26 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
-from telemesh.config import load, setting
+from telemesh.cli.trace_cmd import visit_trace
+from telemesh.config import RuntimeSettings, load, setting
 from telemesh.demo.steps import Visit, VisitSteps
 from telemesh.identity.tokens import DevIssuer
 from telemesh.signaling.v1 import signaling_pb2_grpc
+from telemesh.stack.endpoints import start_up
 from telemesh.stack.process import ManagedProcess
 from telemesh.telemetry import setup_telemetry
-from telemesh.tracestore.store import SpanStore
+from telemesh.tracestore.receiver import ReceiverSettings, store_path
 from telemesh.tracestore.waterfall import text as waterfall_text
 
 T = TypeVar("T")
@@ -66,7 +66,6 @@ class Summary:
     place_of_service: str
     amount: str
     rule_set: str
-    frames: dict[str, int]
 
 
 class Progress:
@@ -84,35 +83,21 @@ class Progress:
         return result
 
 
-def start_stack(home: Path, log: Path) -> tuple[ManagedProcess, dict[str, object]]:
+def start_stack(home: Path, log: Path) -> tuple[ManagedProcess, dict[str, Any]]:
     """`telemesh up` in `home`, waited for until it wrote its endpoints."""
     env = {
         **os.environ,
-        "TELEMESH_HOME": str(home),
-        "TELEMESH_EDGE_PORT": "0",
         "TELEMESH_ICE_LOOPBACK": "1",  # this machine may have nothing but loopback
         "TELEMESH_BILLING_RULES_FILE": str(DEMO_RULES),
         "TELEMESH_BILLING_RULE_SET": "medicare-em-demo",
         "OTEL_BSP_SCHEDULE_DELAY": "500",  # spans reach the local store within a second
     }
-    endpoints_file = home / "endpoints.json"
-    up = ManagedProcess(
-        "telemesh-up",
-        [sys.executable, "-m", "telemesh.cli.main", "up"],
-        env,
-        log,
-        ready=endpoints_file.exists,
-    )
-    up.start().wait_ready(timeout=120)
-    endpoints: dict[str, object] = json.loads(endpoints_file.read_text())
-    return up, endpoints
+    return start_up(home, env, log)
 
 
-def edge_channel_factory(endpoints: dict[str, object]) -> Callable[[str], grpc.aio.Channel]:
+def edge_channel_factory(endpoints: dict[str, Any]) -> Callable[[str], grpc.aio.Channel]:
     """Every service through the edge: gRPC over TLS, trusting the local CA."""
-    edge = endpoints["edge"]
-    assert isinstance(edge, dict)
-    address = str(edge["address"])
+    address = str(endpoints["edge"]["address"])
     credentials = grpc.ssl_channel_credentials(Path(str(endpoints["ca_bundle"])).read_bytes())
     options = [
         ("grpc.ssl_target_name_override", "localhost"),  # the edge's certificate names it
@@ -186,7 +171,6 @@ async def play_visit(
                 )
 
         await progress.step("both report call quality", quality())
-        frames = {"patient": patient.frames_received, "clinician": clinician.frames_received}
         done = await progress.step(
             "clinician completes the visit (J06.9)", steps.complete(visit, codes=("J06.9",))
         )
@@ -205,7 +189,6 @@ async def play_visit(
         place_of_service=charge.place_of_service,
         amount=amount,
         rule_set=charge.rule_set,
-        frames=frames,
     )
 
 
@@ -253,12 +236,9 @@ async def demo(home: Path, out: Callable[[str], None] = print) -> Summary:
         if telemetry is not None:
             telemetry.shutdown()
     print_summary(summary, out)
-    store = SpanStore(home / "traces.db")
-    try:
-        spans = store.spans(summary.trace_id)
-    finally:
-        store.close()
+    store = store_path(RuntimeSettings(home=home), load(ReceiverSettings))
+    spans, title = visit_trace(store, summary.visit_id, summary.trace_id)
     out("")
-    out(waterfall_text(spans, f"visit {summary.visit_id}  trace {summary.trace_id}"))
+    out(waterfall_text(spans, title))
     out(f"\n(done in {time.perf_counter() - progress.started:.1f} s; nothing left running)")
     return summary

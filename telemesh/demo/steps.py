@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -46,7 +46,6 @@ class Visit:
     clinician: Metadata
     start_time: datetime
     traceparent: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def bearer(token: str) -> Metadata:

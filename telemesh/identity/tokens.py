@@ -61,14 +61,17 @@ class VerifiedClaims:
 
 
 class JwksVerifier:
-    """Verifies ES256 JWTs against a JWKS file, re-reading it when it changes."""
+    """Verifies ES256 JWTs against a JWKS file, re-reading it when it changes; without a
+    file, against the keys its owner hands it (`set_jwks`)."""
 
     # Verified tokens are remembered until they expire: a client presents the same
     # token on every call, and an ES256 verification costs more than the rest of a
     # small call's runtime work.
     CACHE_SIZE = 10_000
 
-    def __init__(self, jwks_path: Path, issuer: str = ISSUER, audience: str = AUDIENCE) -> None:
+    def __init__(
+        self, jwks_path: Path | None, issuer: str = ISSUER, audience: str = AUDIENCE
+    ) -> None:
         self.jwks_path = jwks_path
         self.issuer = issuer
         self.audience = audience
@@ -77,6 +80,8 @@ class JwksVerifier:
         self._verified: OrderedDict[str, VerifiedClaims] = OrderedDict()
 
     def _load(self) -> None:
+        if self.jwks_path is None:
+            return
         try:
             mtime = self.jwks_path.stat().st_mtime
         except FileNotFoundError:
@@ -93,6 +98,10 @@ class JwksVerifier:
         self._keys = {
             key["kid"]: jwt.PyJWK(key, algorithm="ES256").key for key in jwks.get("keys", [])
         }
+
+    def knows(self, kid: str) -> bool:
+        """Whether a key with this id is among the current keys."""
+        return kid in self._keys
 
     def verify(self, token: str, *, load: bool = True) -> VerifiedClaims:
         if load:

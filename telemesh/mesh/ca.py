@@ -156,9 +156,6 @@ class LocalCA:
         saved = x509.load_pem_x509_certificate((folder / CA_CERT_FILE).read_bytes())
         return cls(loaded, saved, folder)
 
-    def bundle_pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
-
     def issue(
         self,
         identity: str,

@@ -38,7 +38,6 @@ HEADER = (
     "# Rendered by `telemesh mesh render` from mesh/allowlist.yaml: do not edit by hand;\n"
     "# environments change it in mesh/istio/overlays/.\n"
 )
-KUSTOMIZATION_HEADER = HEADER
 
 
 def _meta(name: str, labels: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:

@@ -37,16 +37,14 @@ def rendered_files(allowlist: AllowList) -> dict[str, str]:
     for name, config in envoy.render_all(allowlist).items():
         files[f"mesh/local/{name}.yaml"] = envoy.HEADER + dump(config)
     for name, documents in istio.render_base(allowlist).items():
-        header = istio.HEADER if name != "kustomization.yaml" else istio.KUSTOMIZATION_HEADER
         text = dump(documents[0]) if name == "kustomization.yaml" else dump_all(documents)
-        files[f"mesh/istio/base/{name}"] = header + text
+        files[f"mesh/istio/base/{name}"] = istio.HEADER + text
     return files
 
 
-def stale_files(allowlist: AllowList, root: Path = REPO) -> list[str]:
-    """Rendered files that are missing or differ from what the allow-list gives."""
+def _stale(files: dict[str, str], root: Path) -> list[str]:
+    """Of `files` (rendered), those missing or different under `root`; then leftovers."""
     stale = []
-    files = rendered_files(allowlist)
     for relative, text in files.items():
         path = root / relative
         if not path.exists() or path.read_text() != text:
@@ -59,20 +57,20 @@ def stale_files(allowlist: AllowList, root: Path = REPO) -> list[str]:
     return stale
 
 
+def stale_files(allowlist: AllowList, root: Path = REPO) -> list[str]:
+    """Rendered files that are missing or differ from what the allow-list gives."""
+    return _stale(rendered_files(allowlist), root)
+
+
 def write(allowlist: AllowList, root: Path = REPO) -> list[str]:
     """Writes every rendered file that changed; deletes leftovers; returns what changed."""
-    changed = []
     files = rendered_files(allowlist)
-    for relative, text in files.items():
+    changed = _stale(files, root)
+    for relative in changed:
         path = root / relative
-        if not path.exists() or path.read_text() != text:
+        if relative in files:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            changed.append(relative)
-    for folder in ("mesh/local", "mesh/istio/base"):
-        for path in sorted((root / folder).glob("*.yaml")):
-            relative = str(path.relative_to(root))
-            if relative not in files:
-                path.unlink()
-                changed.append(relative)
+            path.write_text(files[relative])
+        else:
+            path.unlink()
     return changed

@@ -29,9 +29,8 @@ from typing import Any
 import grpc
 import jwt
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+from telemesh.errors import reason_of
 from telemesh.peer.ice import apply_ice_settings, candidate_from_proto, rtc_configuration
 from telemesh.peer.media import SyntheticVideoTrack, count_frames
 from telemesh.peer.stats import quality_from_stats
@@ -45,7 +44,6 @@ SDP_TYPES = {
     "answer": signaling_pb2.SDP_TYPE_ANSWER,
     "pranswer": signaling_pb2.SDP_TYPE_PRANSWER,
 }
-SDP_TYPE_NAMES = {value: name for name, value in SDP_TYPES.items()}
 CONNECTION_STATES = {
     "connecting": signaling_pb2.CONNECTION_STATE_CONNECTING,
     "connected": signaling_pb2.CONNECTION_STATE_CONNECTED,
@@ -493,14 +491,14 @@ class CallPeer:
 
     async def _unary(self, method: Any, request: Any, attempts: int = 20) -> Any:
         """An uplink call, retried with the same request_id while it is retryable."""
-        for attempt in range(attempts):
+        for attempt in range(attempts - 1):
             try:
                 return await method(request, metadata=self.metadata, timeout=10)
             except grpc.aio.AioRpcError as error:
-                if error.code() not in _RETRYABLE or attempt == attempts - 1:
+                if error.code() not in _RETRYABLE:
                     raise
                 await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
-        return None
+        return await method(request, metadata=self.metadata, timeout=10)
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -524,14 +522,10 @@ def _claims_of(join_token: str) -> dict[str, str]:
 
 def _expired_token(error: grpc.aio.AioRpcError) -> bool:
     """A join refused because the token no longer verifies (typically expired)."""
-    if error.code() != grpc.StatusCode.PERMISSION_DENIED:
-        return False
-    status = rpc_status.from_call(error)
-    for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info) and info.reason == "INVALID_JOIN_TOKEN":
-            return True
-    return False
+    return (
+        error.code() == grpc.StatusCode.PERMISSION_DENIED
+        and reason_of(error) == "INVALID_JOIN_TOKEN"
+    )
 
 
 def _used(pc: RTCPeerConnection) -> bool:

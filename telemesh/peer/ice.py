@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
+from aiortc.sdp import candidate_from_sdp
 
 from telemesh.config import load, setting
 from telemesh.signaling.v1 import signaling_pb2
@@ -63,16 +63,6 @@ def rtc_configuration(
     return RTCConfiguration(
         iceServers=ice_servers,
         iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
-    )
-
-
-def candidate_to_proto(candidate: RTCIceCandidate, ufrag: str = "") -> signaling_pb2.IceCandidate:
-    """A local candidate in the browser's RTCIceCandidateInit shape."""
-    return signaling_pb2.IceCandidate(
-        candidate=f"candidate:{candidate_to_sdp(candidate)}",
-        sdp_mid=candidate.sdpMid or "",
-        sdp_mline_index=candidate.sdpMLineIndex or 0,
-        username_fragment=ufrag,
     )
 
 

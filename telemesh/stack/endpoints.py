@@ -1,16 +1,21 @@
 """`$TELEMESH_HOME/endpoints.json`: where a running local mesh is, and who runs it.
 
 `telemesh up` writes it once everything is healthy and removes it when it stops;
-`telemesh down` reads it to find the supervisor (and, if that died, its children).
+`telemesh down` reads it to find the supervisor (and, if that died, its children);
+`start_up` (the demo, the tests) runs `telemesh up` as a child and waits for it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from telemesh.stack.process import ManagedProcess
 
 ENDPOINTS_FILE = "endpoints.json"
 
@@ -78,3 +83,39 @@ def running_supervisor(home: Path) -> int | None:
         return None
     pid = int(endpoints.get("pid", 0))
     return pid if pid and is_supervisor(pid) else None
+
+
+def telemesh_command(*args: str) -> list[str]:
+    """`telemesh ARGS`, run by this interpreter."""
+    return [sys.executable, "-m", "telemesh.cli.main", *args]
+
+
+def start_up(
+    home: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    cwd: Path | None = None,
+    timeout: float = 120.0,
+) -> tuple[ManagedProcess, dict[str, Any]]:
+    """`telemesh up` in `home` (edge on a free port) as a child process, waited for until
+    it wrote its endpoints; stopped again if it does not get there."""
+    process = ManagedProcess(
+        "telemesh-up",
+        telemesh_command("up", "--edge-port", "0"),
+        {**env, "TELEMESH_HOME": str(home)},
+        log_path,
+        cwd=cwd,
+    )
+    # Ready when the endpoints are this supervisor's (not a file left by an earlier one).
+    process.ready = lambda: (read_endpoints(home) or {}).get("pid") == process.pid
+    process.start()
+    try:
+        process.wait_ready(timeout)
+        endpoints = read_endpoints(home)
+        if endpoints is None:
+            raise RuntimeError(f"telemesh up stopped as it started:\n{process.logs()[-4000:]}")
+    except BaseException:
+        process.stop(timeout=60)
+        raise
+    return process, endpoints

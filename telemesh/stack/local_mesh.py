@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +32,7 @@ from telemesh.mesh.ca import LocalCA, ca_folder, spiffe_id
 from telemesh.mesh.identities import IdentityRotator, Workload, identity_folder
 from telemesh.mesh.settings import MeshSettings
 from telemesh.stack.envoy import envoy_process
-from telemesh.stack.process import ManagedProcess, free_port, grpc_health_probe
+from telemesh.stack.process import ManagedProcess, free_port, module_process, stop_all
 
 LOCAL_CONFIGS = REPO / "mesh" / "local"
 EDGE = "edge"
@@ -66,7 +64,31 @@ class TraceReceiver:
     """A local OTLP/gRPC trace receiver started before everything else (issue 8)."""
 
     process: ManagedProcess
-    otlp_endpoint: str  # for example http://127.0.0.1:4317
+    host: str
+    port: int
+
+    @property
+    def otlp_endpoint(self) -> str:
+        """For OTEL_EXPORTER_OTLP_ENDPOINT, for example http://127.0.0.1:4317."""
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def local(cls, home: Path) -> TraceReceiver:
+        """The local trace receiver (telemesh.tracestore.receiver) on a free port: the
+        services export spans to it and every Envoy's OpenTelemetry tracer points at it;
+        `telemesh trace` reads what it stores (in `home`, or TELEMESH_TRACE_STORE)."""
+        host, port = envoy_config.HOST, free_port()
+        env = {**os.environ, "TELEMESH_HOME": str(home), "TELEMESH_TRACE_LISTEN": f"{host}:{port}"}
+        process = module_process(
+            "trace-receiver",
+            "telemesh.tracestore.receiver",
+            env,
+            home / "mesh" / "logs" / "trace-receiver.log",
+            f"{host}:{port}",
+            cwd=REPO,
+            new_session=True,
+        )
+        return cls(process, host, port)
 
 
 @dataclass
@@ -107,8 +129,8 @@ class MeshLayout:
         return f"{envoy_config.HOST}:{self.inbound_ports[service]}"
 
 
-def _service_command(service: str) -> list[str]:
-    return [sys.executable, "-m", f"svc_{service}"]
+def _service_module(service: str) -> str:
+    return f"svc_{service}"
 
 
 @dataclass
@@ -120,7 +142,7 @@ class LocalMesh:
     settings: MeshSettings
     services: Sequence[str] = SERVICES
     templates: Mapping[str, Any] | None = None
-    service_command: Callable[[str], list[str]] = _service_command
+    service_module: Callable[[str], str] = _service_module  # run as `python -m`
     service_env: Mapping[str, str] = field(default_factory=dict)
     trace_receiver: TraceReceiver | None = None
     on_rotation: Callable[[list[str]], None] | None = None
@@ -185,9 +207,8 @@ class LocalMesh:
             values["SERVICE_SOCKET"] = str(layout.service_socket(service))
             values["OUTBOUND_SOCKET"] = str(layout.outbound_socket(service))
         if self.trace_receiver is not None:
-            host, _, port = self.trace_receiver.otlp_endpoint.split("://")[-1].partition(":")
-            values["OTLP_HOST"] = host
-            values["OTLP_PORT"] = int(port or 4317)
+            values["OTLP_HOST"] = self.trace_receiver.host
+            values["OTLP_PORT"] = self.trace_receiver.port
         return values
 
     def envoy_config(self, envoy_name: str) -> Any:
@@ -219,14 +240,13 @@ class LocalMesh:
                 new_session=True,
             )
         for service in self.services:
-            socket = self.layout.service_socket(service)
-            self.service_processes[service] = ManagedProcess(
+            self.service_processes[service] = module_process(
                 f"svc_{service}",
-                self.service_command(service),
+                self.service_module(service),
                 self.service_environment(service),
                 self.logs_dir / f"{service}.log",
+                f"unix:{self.layout.service_socket(service)}",
                 cwd=REPO,
-                ready=grpc_health_probe(f"unix:{socket}"),
                 new_session=True,
             )
 
@@ -303,11 +323,7 @@ class LocalMesh:
             [self.trace_receiver.process] if self.trace_receiver else [],
         ]
         for group in groups:
-            for process in group:  # all of a group drain at once
-                if process.running and process.process is not None:
-                    process.process.send_signal(signal.SIGTERM)
-            for process in group:
-                process.stop()
+            stop_all(group)  # all of a group drain at once
 
     def endpoints(self) -> dict[str, Any]:
         """Where everything is, for people and tools (`$TELEMESH_HOME/endpoints.json`)."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -43,6 +44,17 @@ def grpc_health_probe(address: str, service: str = "") -> Callable[[], bool]:
     return probe
 
 
+def tcp_probe(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
+    """A readiness probe: something accepts TCP connections on `host:port`."""
+
+    def probe() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            return sock.connect_ex((host, port)) == 0
+
+    return probe
+
+
 @dataclass
 class ManagedProcess:
     """One child process with its own log file."""
@@ -58,10 +70,12 @@ class ManagedProcess:
     new_session: bool = False
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _signalled: bool = field(default=False, repr=False)
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
+        self._signalled = False
         self.process = subprocess.Popen(
             list(self.argv),
             env=self.env,
@@ -113,10 +127,16 @@ class ManagedProcess:
             self.process.kill()
             self.process.wait(10)
 
+    def signal_stop(self) -> None:
+        """SIGTERM (once) without waiting: it starts draining (see stop_all)."""
+        if self.process is not None and self.process.poll() is None and not self._signalled:
+            self.process.send_signal(signal.SIGTERM)
+            self._signalled = True
+
     def stop(self, timeout: float = 15.0) -> None:
         """Stops it whatever state it is in, and closes its log."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.signal_stop()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -129,3 +149,35 @@ class ManagedProcess:
         self.stop()
         self.start()
         self.wait_ready(timeout)
+
+
+def stop_all(processes: Iterable[ManagedProcess], timeout: float = 15.0) -> None:
+    """Stops `processes` together: all are signalled first, so they drain at once."""
+    group = list(processes)
+    for process in group:
+        process.signal_stop()
+    for process in group:
+        process.stop(timeout)
+
+
+def module_process(
+    name: str,
+    module: str,
+    env: dict[str, str],
+    log_path: Path,
+    health_address: str,
+    *,
+    cwd: Path | None = None,
+    new_session: bool = False,
+) -> ManagedProcess:
+    """`python -m module` (this interpreter), ready when its gRPC health service at
+    `health_address` says SERVING: the services, the trace receiver, benchmark servers."""
+    return ManagedProcess(
+        name,
+        [sys.executable, "-m", module],
+        env,
+        log_path,
+        cwd=cwd,
+        ready=grpc_health_probe(health_address),
+        new_session=new_session,
+    )

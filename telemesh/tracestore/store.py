@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ class SpanStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._writing = threading.Lock()
         self.conn.execute("pragma journal_mode=wal")
         self.conn.execute("pragma synchronous=normal")  # spans are telemetry, not records
         self.conn.execute("pragma busy_timeout=5000")
@@ -112,7 +114,8 @@ class SpanStore:
                             json.dumps([link.span_id.hex() for link in span.links]),
                         )
                     )
-        with self.conn:
+        # Exports arrive on worker threads; one connection takes one transaction at a time.
+        with self._writing, self.conn:
             self.conn.execute("begin")
             self.conn.executemany(
                 "insert or replace into spans values (?,?,?,?,?,?,?,?,?,?,?,?)", rows

@@ -17,6 +17,7 @@ so a visit's trace is kept whole or not at all.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -53,8 +54,10 @@ def new_visit_traceparent(visit_id: str) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
 
 
+@functools.lru_cache(maxsize=4096)
 def visit_context(traceparent: str) -> otel_context.Context | None:
-    """The context whose parent is the visit's root span."""
+    """The context whose parent is the visit's root span (parsed once per traceparent:
+    the relay path asks on every message; a context is immutable, so it is shared)."""
     if not traceparent:
         return None
     extracted = propagate.extract({"traceparent": traceparent})

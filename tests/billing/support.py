@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.timestamps import timestamp
@@ -67,30 +63,3 @@ class Billing:
             billing_pb2.ListChargesRequest(visit_id=visit_id), metadata=self.billing, timeout=30
         )
         return list(reply.charges)
-
-
-async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    """The error `call` ends with (the test fails if it succeeds)."""
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def reason_of(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None, "a rich status"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return str(info.reason)
-    raise AssertionError("no ErrorInfo in the status")
-
-
-def violations_of(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            return {v.field: v.description for v in bad.field_violations}
-    return {}

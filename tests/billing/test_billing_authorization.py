@@ -12,7 +12,9 @@ import grpc
 import pytest
 
 from telemesh.billing.v1 import billing_pb2
-from tests.billing.support import Billing, Metadata, completion, new_id, reason_of, refused
+from telemesh.errors import reason_of
+from tests.billing.support import Billing, Metadata, completion, new_id
+from tests.errors import refused
 
 OWNER = "owner"  # the patient the charge belongs to
 CALLERS = [

@@ -16,14 +16,9 @@ import pytest
 from fhir.resources.R4B.claim import Claim
 
 from telemesh.billing.v1 import billing_pb2
-from tests.billing.support import (
-    Billing,
-    completion,
-    new_id,
-    reason_of,
-    refused,
-    violations_of,
-)
+from telemesh.errors import reason_of
+from tests.billing.support import Billing, completion, new_id
+from tests.errors import refused, violations_of
 
 BILLABLE = billing_pb2.CHARGE_STATE_BILLABLE
 BILLED = billing_pb2.CHARGE_STATE_BILLED
@@ -128,25 +123,35 @@ async def test_below_the_lowest_threshold_is_a_not_billable_record(billing: Bill
     assert [c.charge_id for c in await billing.charges_of_visit(request.visit_id)] == [
         charge.charge_id
     ]
-    calls: list[Awaitable[Any]] = [
-        billing.stub.MarkChargeBilled(
-            billing_pb2.MarkChargeBilledRequest(request_id=_rid(), charge_id=charge.charge_id),
-            metadata=billing.billing,
-        ),
-        billing.stub.VoidCharge(
-            billing_pb2.VoidChargeRequest(
-                request_id=_rid(), charge_id=charge.charge_id, reason="duplicate"
+    calls: list[tuple[Awaitable[Any], str]] = [
+        (
+            billing.stub.MarkChargeBilled(
+                billing_pb2.MarkChargeBilledRequest(request_id=_rid(), charge_id=charge.charge_id),
+                metadata=billing.billing,
             ),
-            metadata=billing.billing,
+            "CHARGE_NOT_BILLABLE",
         ),
-        billing.stub.ExportClaim(
-            billing_pb2.ExportClaimRequest(charge_id=charge.charge_id), metadata=billing.billing
+        (
+            billing.stub.VoidCharge(
+                billing_pb2.VoidChargeRequest(
+                    request_id=_rid(), charge_id=charge.charge_id, reason="duplicate"
+                ),
+                metadata=billing.billing,
+            ),
+            "CHARGE_NOT_BILLABLE",
+        ),
+        (
+            billing.stub.ExportClaim(
+                billing_pb2.ExportClaimRequest(charge_id=charge.charge_id),
+                metadata=billing.billing,
+            ),
+            "CHARGE_NOT_CLAIMABLE",
         ),
     ]
-    for call in calls:
+    for call, reason in calls:
         error = await refused(call)
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert reason_of(error) == "CHARGE_NOT_CLAIMABLE"
+        assert reason_of(error) == reason
 
 
 # --- exactly one charge per visit --------------------------------------------------------

@@ -1,18 +1,15 @@
-"""A small client of ConsentService for tests: calls as a chosen caller, and the details
-of failed calls."""
+"""A small client of ConsentService for tests: calls as a chosen caller."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
-import pytest
-from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import Engine, create_engine
 
 from telemesh.consent.v1 import consent_pb2 as P
@@ -21,7 +18,6 @@ from telemesh.db import sync_url
 from telemesh.timestamps import timestamp
 from tests.harness import Stack, new_request_id
 
-T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
 
 TEXT_SHA256 = hashlib.sha256(b"Telehealth consent text, version 2026-03").hexdigest()
@@ -32,36 +28,6 @@ SHARING = P.CONSENT_CATEGORY_PARTNER_SHARING
 
 def new_patient() -> str:
     return f"p-{uuid.uuid4().hex[:10]}"
-
-
-async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    """The error of a call that must fail."""
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def _status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            return status_pb2.Status.FromString(value)
-    raise AssertionError("the error carries no google.rpc.Status")
-
-
-def reason(error: grpc.aio.AioRpcError) -> str:
-    for detail in _status(error).details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return str(info.reason)
-    raise AssertionError("the error carries no ErrorInfo")
-
-
-def bad_fields(error: grpc.aio.AioRpcError) -> set[str]:
-    for detail in _status(error).details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            return {violation.field for violation in bad.field_violations}
-    return set()
 
 
 class ConsentApi:

@@ -8,16 +8,9 @@ from collections.abc import Awaitable
 import grpc
 
 from telemesh.consent.v1 import consent_pb2 as P
-from tests.consent.consent_api import (
-    RECORDING,
-    SHARING,
-    TELEHEALTH,
-    bad_fields,
-    consent_api,
-    new_patient,
-    reason,
-    refused,
-)
+from telemesh.errors import reason_of
+from tests.consent.consent_api import RECORDING, SHARING, TELEHEALTH, consent_api, new_patient
+from tests.errors import bad_fields, refused
 from tests.harness import Stack, new_request_id
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -38,7 +31,7 @@ async def test_only_the_patient_or_a_clinician_changes_consents(consent_stack: S
         consent = await api.grant(patient)
         error = await refused(api.revoke(consent, caller=tokens.patient(other)))
         assert error.code() == DENIED
-        assert reason(error) == "NOT_OWNER"
+        assert reason_of(error) == "NOT_OWNER"
         # The refused attempts are audited like any other.
         outcomes = [e.outcome for e in await api.audit(patient)]
         assert outcomes.count("refused:GrantConsent:NOT_OWNER") == 1
@@ -73,7 +66,7 @@ async def test_who_may_check(consent_stack: Stack) -> None:
         for category, partner in ((SHARING, "clinic-b"), (TELEHEALTH, ""), (RECORDING, "")):
             error = await refused(api.check(patient, category, partner, caller=clinic_a))
             assert error.code() == DENIED
-            assert reason(error) == "PARTNER_SCOPE"
+            assert reason_of(error) == "PARTNER_SCOPE"
         # Refused checks are audited, with who asked.
         refusals = [
             (e.actor_role, e.outcome)

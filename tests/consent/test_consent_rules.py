@@ -10,17 +10,16 @@ from typing import Any
 import grpc
 
 from telemesh.consent.v1 import consent_pb2 as P
+from telemesh.errors import reason_of
 from tests.consent.consent_api import (
     RECORDING,
     SHARING,
     TELEHEALTH,
     TEXT_SHA256,
-    bad_fields,
     consent_api,
     new_patient,
-    reason,
-    refused,
 )
+from tests.errors import bad_fields, refused
 from tests.harness import Stack, new_request_id
 
 
@@ -83,7 +82,7 @@ async def test_revocation_denies_and_revoking_again_is_refused_and_audited(
         assert (answer.decision, answer.reason) == (P.DECISION_DENY, P.DECISION_REASON_REVOKED)
         error = await refused(api.revoke(revoked))
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert reason(error) == "CONSENT_ALREADY_REVOKED"
+        assert reason_of(error) == "CONSENT_ALREADY_REVOKED"
 
         versions = await api.versions(granted.consent_id)
         assert [(v.version, v.state) for v in versions] == [

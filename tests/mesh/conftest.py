@@ -7,14 +7,12 @@ have not already spent. That test and the `telemesh down` test run last.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.mesh.grpcweb import node_command, node_missing
-from tests.mesh.long_stream import OpenStream, long_stream_spec
+from tests.mesh.grpcweb import node_missing
+from tests.mesh.long_stream import OpenStream
 from tests.mesh.stack import MeshUnderTest
 
 MESH_TESTS = "tests/mesh/"
@@ -42,14 +40,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="package")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
     """`telemesh up` in a fresh home; stopped by `telemesh down` (or killed) at the end."""
-    stack = MeshUnderTest(tmp_path_factory.mktemp("mesh-home"))
+    stack = MeshUnderTest.start(tmp_path_factory.mktemp("mesh-home"))
     try:
-        stack.start()
         yield stack
     finally:
         if stack.process.running:
             stack.down()
-        stack.process.stop()
+        stack.stop()
 
 
 @pytest.fixture(scope="package")
@@ -58,18 +55,8 @@ def long_stream(mesh: MeshUnderTest) -> Iterator[OpenStream | None]:
     if node_missing():
         yield None  # the long-stream test skips and says why
         return
-    spec = long_stream_spec()
-    call = {
-        "baseUrl": mesh.edge_url,
-        "caFile": str(mesh.ca_bundle),
-        "descriptorSet": str(mesh.descriptor_set()),
-        "service": spec.service,
-        "method": spec.method,
-        **spec.prepare(mesh),
-    }
-    output = mesh.home / "long-stream.jsonl"
-    sink = output.open("wb")
-    process = subprocess.Popen(node_command(call), stdout=sink, stderr=subprocess.STDOUT)
-    stream = OpenStream(spec, process, output, time.monotonic(), sink)
-    yield stream
-    stream.close()
+    stream = OpenStream.open(mesh, mesh.home / "long-stream.jsonl")
+    try:
+        yield stream
+    finally:
+        stream.close()

@@ -1,41 +1,25 @@
-"""The long server stream through the edge: which RPC, and how to make it speak.
+"""The long server stream through the edge: a patient's SignalingService.JoinRoom.
 
-A patient's SignalingService.JoinRoom (over gRPC-web, as the browser app holds it for
-the whole call) is the stream that must outlive proxies' timeouts; the clinician joining
-the room is the event that proves it still delivers. An administrator's
-ConsentService.WatchConsentChanges (with heartbeats) is the stand-in for when JoinRoom
-cannot be joined (signaling or session broken): set LONG_STREAM = WatchConsent().
+The browser app holds it over gRPC-web for the whole call: it must outlive proxies'
+timeouts. The clinician joining the room is the event that proves it still delivers.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import uuid
-from dataclasses import dataclass, field
+import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any
 
-from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
+from telemesh.stack.process import ManagedProcess
 from tests.flows import Visit
+from tests.mesh.grpcweb import node_command
 from tests.mesh.stack import MeshUnderTest
 
 AFFINITY_HEADER = "x-telemesh-visit-id"
-
-
-class StreamSpec(Protocol):
-    service: str
-    method: str
-
-    def prepare(self, mesh: MeshUnderTest) -> dict[str, Any]:
-        """The Node client's call fields for this stream: request, token, headers."""
-
-    def poke(self, mesh: MeshUnderTest) -> None:
-        """Makes something happen that the stream must deliver."""
-
-    def answers_poke(self, message: dict[str, Any]) -> bool:
-        """Whether a streamed message (JSON) is the poke's answer."""
 
 
 class JoinRoom:
@@ -49,6 +33,7 @@ class JoinRoom:
         self.join_tokens: dict[str, str] = {}
 
     def prepare(self, mesh: MeshUnderTest) -> dict[str, Any]:
+        """The Node client's call fields for this stream: request, token, headers."""
         self.visit, self.join_tokens = mesh.ready_visit()
         return {
             "request": {"joinToken": self.join_tokens["patient"]},
@@ -57,6 +42,7 @@ class JoinRoom:
         }
 
     def poke(self, mesh: MeshUnderTest) -> None:
+        """The clinician joins: the patient's stream must deliver it."""
         assert self.visit is not None
         with mesh.edge_channel() as channel:
             call = signaling_pb2_grpc.SignalingServiceStub(channel).JoinRoom(
@@ -72,60 +58,35 @@ class JoinRoom:
             call.cancel()
 
     def answers_poke(self, message: dict[str, Any]) -> bool:
+        """Whether a streamed message (JSON) is the poke's answer."""
         return "peerJoined" in message
-
-
-class WatchConsent:
-    """An administrator's consent watch; a patient granting consent is the poke."""
-
-    service = "telemesh.consent.v1.ConsentService"
-    method = "WatchConsentChanges"
-    patient = "p-longstream"
-
-    def prepare(self, mesh: MeshUnderTest) -> dict[str, Any]:
-        return {
-            "request": {"patientId": self.patient, "heartbeatInterval": "20s"},
-            "token": mesh.token("admin", "a-longstream"),
-        }
-
-    def poke(self, mesh: MeshUnderTest) -> None:
-        with mesh.edge_channel() as channel:
-            consent_pb2_grpc.ConsentServiceStub(channel).GrantConsent(
-                consent_pb2.GrantConsentRequest(
-                    request_id=str(uuid.uuid4()),
-                    patient_id=self.patient,
-                    category=consent_pb2.CONSENT_CATEGORY_TELEHEALTH,
-                    text_version="2026-01",
-                    text_sha256="ab" * 32,
-                ),
-                metadata=(("authorization", f"Bearer {mesh.token('patient', self.patient)}"),),
-                timeout=10,
-            )
-
-    def answers_poke(self, message: dict[str, Any]) -> bool:
-        return "change" in message
-
-
-def long_stream_spec() -> StreamSpec:
-    """The stream the 60-second test holds open (see the module's doc)."""
-    return JoinRoom()
 
 
 @dataclass
 class OpenStream:
-    """A gRPC-web server stream held open by the Node client, its events in a file."""
+    """A gRPC-web server stream held open by the Node client, its events (JSON lines)
+    in its log."""
 
-    spec: StreamSpec
-    process: subprocess.Popen[bytes]
-    output: Path
-    opened_at: float
-    _sink: IO[bytes] = field(repr=False)
+    spec: JoinRoom
+    process: ManagedProcess
+    opened_at: float  # time.monotonic()
+
+    @classmethod
+    def open(cls, mesh: MeshUnderTest, output: Path) -> OpenStream:
+        spec = JoinRoom()
+        call = {
+            "baseUrl": mesh.edge_url,
+            "caFile": str(mesh.ca_bundle),
+            "descriptorSet": str(mesh.descriptor_set()),
+            "service": spec.service,
+            "method": spec.method,
+            **spec.prepare(mesh),
+        }
+        process = ManagedProcess("long-stream", node_command(call), dict(os.environ), output)
+        return cls(spec, process.start(), time.monotonic())
 
     def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.output.read_text().splitlines() if line]
+        return [json.loads(line) for line in self.process.logs().splitlines() if line]
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self._sink.close()
+        self.process.stop(timeout=10)

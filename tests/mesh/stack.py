@@ -11,25 +11,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import socket
 import ssl
-import subprocess
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Self
 
 import grpc
 from cryptography import x509
 
+from telemesh.demo.run import edge_channel_factory
+from telemesh.demo.steps import Visit, VisitSteps
 from telemesh.identity.tokens import DevIssuer
 from telemesh.mesh.ca import IssuedIdentity, LocalCA, ca_folder, spiffe_id
-from telemesh.stack.endpoints import ENDPOINTS_FILE
-from telemesh.stack.envoy import stats
-from telemesh.stack.process import ManagedProcess
-from tests.flows import Flows, Visit
-from tests.harness import REPO, Stack
+from telemesh.stack.envoy import admin_get, stats
+from tests.harness import MeshUp
 from tests.mesh.contract import write_descriptor_set
 
 TRUST_DOMAIN = "telemesh.local"
@@ -37,16 +33,6 @@ NAMESPACE = "telemesh"
 # Short-lived certificates: `telemesh up` renews them every ~10 s while the tests run.
 CERT_TTL_SECONDS = 20
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMESH_", "OTEL_"))}
-    env.update(TELEMESH_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def telemesh_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "telemesh.cli.main", *args]
 
 
 @dataclass
@@ -58,76 +44,27 @@ class Handshake:
     peer_serial: int | None
 
 
-class _ThroughTheEdge(Stack):
-    """The end-user side of a visit, every call through the edge (tests.flows steps)."""
-
-    def __init__(self, mesh: MeshUnderTest) -> None:
-        super().__init__(mesh.home, "sqlite")
-        self.mesh = mesh
-
-    def channel(self, name: str) -> grpc.aio.Channel:
-        credentials = grpc.ssl_channel_credentials(self.mesh.ca_bundle.read_bytes())
-        return grpc.aio.secure_channel(self.mesh.edge_target, credentials)
-
-
-class MeshUnderTest:
+@dataclass
+class MeshUnderTest(MeshUp):
     """The running stack, its endpoints, and helpers to reach it."""
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.process = ManagedProcess(
-            "telemesh-up",
-            telemesh_command("up", "--edge-port", "0"),
-            clean_env(home, TELEMESH_CERT_TTL_SECONDS=str(CERT_TTL_SECONDS)),
-            home / "telemesh-up.log",
-            cwd=REPO,
-            ready=lambda: (home / ENDPOINTS_FILE).exists(),
-        )
-        self.endpoints: dict[str, Any] = {}
-        self.issuer = DevIssuer(home)
-        self.first_edge_serial: int | None = None
+    first_edge_serial: int | None = None
+    issuer: DevIssuer = field(init=False)
 
-    def start(self) -> MeshUnderTest:
-        self.process.start().wait_ready(timeout=120)
-        self.endpoints = json.loads((self.home / ENDPOINTS_FILE).read_text())
-        self.first_edge_serial = self.edge_serial()
-        return self
+    def __post_init__(self) -> None:
+        self.issuer = DevIssuer(self.home)
+
+    @classmethod
+    def start(cls, home: Path, **env: str) -> Self:
+        mesh = super().start(home, TELEMESH_CERT_TTL_SECONDS=str(CERT_TTL_SECONDS), **env)
+        mesh.first_edge_serial = mesh.edge_serial()
+        return mesh
 
     def edge_serial(self) -> int:
         """The serial number of the certificate the edge serves now."""
-        context = ssl.create_default_context(cafile=str(self.ca_bundle))
-        host, port = self.edge_address.rsplit(":", 1)
-        with (
-            socket.create_connection((host, int(port)), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname="localhost") as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-        assert der is not None
-        return x509.load_der_x509_certificate(der).serial_number
-
-    def down(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            telemesh_command("down"),
-            env=clean_env(self.home),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
+        return self.edge_certificate().serial_number
 
     # --- addresses --------------------------------------------------------------------
-
-    @property
-    def ca_bundle(self) -> Path:
-        return Path(self.endpoints["ca_bundle"])
-
-    @property
-    def edge_address(self) -> str:
-        return str(self.endpoints["edge"]["address"])
-
-    @property
-    def edge_url(self) -> str:
-        return str(self.endpoints["edge"]["url"])
 
     def inbound(self, service: str) -> tuple[str, int]:
         host, port = self.endpoints["services"][service]["inbound"].rsplit(":", 1)
@@ -139,27 +76,20 @@ class MeshUnderTest:
     def sidecar_stats(self, service: str, pattern: str) -> dict[str, int]:
         return stats(self.sidecar_admin_port(service), pattern)
 
+    def sidecar_uptime(self, service: str) -> float:
+        """Seconds the sidecar's Envoy has run (its admin /server_info, as of now)."""
+        status, body = admin_get(self.sidecar_admin_port(service), "/server_info")
+        assert status == 200, (status, body)
+        return float(json.loads(body)["uptime_current_epoch"].removesuffix("s"))
+
     def identity_dir(self, service: str) -> Path:
         return Path(self.endpoints["services"][service]["identity_dir"])
-
-    def logs(self) -> str:
-        folder = Path(self.endpoints.get("logs", self.home / "mesh" / "logs"))
-        parts = [self.process.logs()]
-        parts += [
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in folder.glob("*.log")
-        ]
-        return "\n".join(parts)
 
     # --- callers ----------------------------------------------------------------------
 
     def as_service(self, service: str) -> grpc.Channel:
         """A channel through `service`'s sidecar outbound socket: calls carry its identity."""
         return grpc.insecure_channel(self.endpoints["services"][service]["outbound"])
-
-    @property
-    def edge_target(self) -> str:
-        """The edge by name: its certificate names localhost."""
-        return f"localhost:{self.edge_address.rsplit(':', 1)[1]}"
 
     def edge_channel(self) -> grpc.Channel:
         """A gRPC (HTTP/2) channel to the edge, trusting the local CA."""
@@ -170,18 +100,18 @@ class MeshUnderTest:
         """A visit booked, consented and checked in through the edge, and both
         participants' join tokens ("patient", "clinician")."""
 
-        async def steps() -> tuple[Visit, dict[str, str]]:
-            flows = Flows(_ThroughTheEdge(self))
+        async def ready() -> tuple[Visit, dict[str, str]]:
+            steps = VisitSteps(edge_channel_factory(self.endpoints), self.issuer)
             try:
-                visit = await flows.ready_visit()
+                visit = await steps.ready_visit()
                 tokens = {
-                    role: await flows.join_token(visit, role) for role in ("patient", "clinician")
+                    role: await steps.join_token(visit, role) for role in ("patient", "clinician")
                 }
             finally:
-                await flows.close()
+                await steps.close()
             return visit, tokens
 
-        return asyncio.run(steps())
+        return asyncio.run(ready())
 
     def descriptor_set(self) -> Path:
         """The contract as a binary FileDescriptorSet, for the Node client."""

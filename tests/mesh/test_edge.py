@@ -3,19 +3,21 @@ hand-framed HTTP/1.1), end-user JWTs, roles from the allow-list, CORS, long stre
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import time
+import uuid
 from typing import Any
 
 import grpc
 import pytest
 
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
-from telemesh.stack.endpoints import alive, endpoints_path
-from tests.harness import REPO
+from telemesh.stack.endpoints import alive, endpoints_path, telemesh_command
+from tests.harness import REPO, clean_env
 from tests.mesh import grpcweb
 from tests.mesh.long_stream import AFFINITY_HEADER, OpenStream
-from tests.mesh.stack import MeshUnderTest, clean_env, telemesh_command
+from tests.mesh.stack import MeshUnderTest
 
 pytestmark = pytest.mark.usefixtures("long_stream")  # opened early; checked last
 CONSENT = "telemesh.consent.v1.ConsentService"
@@ -110,6 +112,23 @@ def test_a_forged_token_is_unauthenticated(mesh: MeshUnderTest) -> None:
 
 
 def test_hand_framed_grpc_web_over_http_1_1(mesh: MeshUnderTest) -> None:
+    with mesh.edge_channel() as channel:
+        granted = (
+            consent_pb2_grpc.ConsentServiceStub(channel)
+            .GrantConsent(
+                consent_pb2.GrantConsentRequest(
+                    request_id=str(uuid.uuid4()),
+                    patient_id="p-framed",
+                    category=consent_pb2.CONSENT_CATEGORY_TELEHEALTH,
+                    text_version="2026-01",
+                    text_sha256=hashlib.sha256(b"consent text").hexdigest(),
+                    capture_method=consent_pb2.CAPTURE_METHOD_IN_APP,
+                ),
+                metadata=tuple(_bearer(mesh, "patient", "p-framed").items()),
+                timeout=10,
+            )
+            .consent
+        )
     request = consent_pb2.ListConsentsRequest(patient_id="p-framed").SerializeToString()
     reply = grpcweb.post(
         mesh.edge_address,
@@ -122,7 +141,8 @@ def test_hand_framed_grpc_web_over_http_1_1(mesh: MeshUnderTest) -> None:
     assert reply.headers["content-type"].startswith("application/grpc-web")
     assert reply.grpc_status == 0, reply.grpc_message
     (message,) = reply.messages
-    assert consent_pb2.ListConsentsResponse.FromString(message).consents is not None
+    listed = consent_pb2.ListConsentsResponse.FromString(message).consents
+    assert list(listed) == [granted]
 
 
 def test_a_role_the_allow_list_does_not_name_is_denied_at_the_edge(mesh: MeshUnderTest) -> None:
@@ -214,7 +234,7 @@ def test_a_stream_through_the_edge_stays_open_past_60_seconds(
     if remaining > 0:
         time.sleep(remaining)
     events = long_stream.events()
-    assert long_stream.process.poll() is None, f"the stream ended: {events[-3:]}"
+    assert long_stream.process.running, f"the stream ended: {events[-3:]}"
     assert events, "the stream never answered"
     assert all("message" in event for event in events), events[-3:]
     poked_at = time.time() * 1000
@@ -226,7 +246,7 @@ def test_a_stream_through_the_edge_stays_open_past_60_seconds(
     ):
         assert time.monotonic() < deadline, f"nothing arrived: {long_stream.events()[-3:]}"
         time.sleep(0.2)
-    assert long_stream.process.poll() is None
+    assert long_stream.process.running
 
 
 @pytest.mark.mesh_last(3)

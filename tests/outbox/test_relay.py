@@ -106,3 +106,9 @@ async def test_a_target_that_is_down_does_not_hold_up_the_others(db: Database) -
     assert await relay.drain_once() == 10, "every billing event went through"
     assert tried.count("signaling") == 1, "an unreachable target is tried once per batch"
     assert await backlog(db, "signaling") == (10, 0), "its events wait for their next attempt"
+    # The next claims leave the unreachable target out for a while: no attempt at all.
+    async with db.write() as session:
+        enqueue(session, target="billing", method="/x.v1.X/Charge", key="b-late", payload=b"")
+    await asyncio.sleep(0.3)  # past the failed events' own first backoff, if short
+    assert await relay.drain_once() == 1
+    assert tried.count("signaling") == 1, "a paused target is not tried"

@@ -6,24 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from telemesh.session.v1 import session_pb2
+from tests.errors import bad_fields
 from tests.flows import Flows, rid, ts
 
 P = session_pb2
 
 
-def violations(error: grpc.aio.AioRpcError) -> set[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    fields: set[str] = set()
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            fields.update(v.field for v in bad.field_violations)
-    return fields
+# The names of the bad fields (test_slots imports it from here).
+violations = bad_fields
 
 
 async def _expect(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:

@@ -7,23 +7,12 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+from telemesh.errors import reason_of as reason_of  # other session tests import it here
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from tests.flows import ALL_WEEK, Flows, rid, ts
 
 P = session_pb2
-
-
-def reason_of(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None, "a rich status"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return str(info.reason)
-    raise AssertionError("no ErrorInfo in the status")
 
 
 async def test_fifty_concurrent_clients_one_slot_exactly_one_wins(flows: Flows) -> None:

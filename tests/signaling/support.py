@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,13 +13,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+from telemesh.errors import reason_of as reason_of  # the signaling tests import it here
 from telemesh.peer.call_peer import CallPeer
 from telemesh.peer.ice import enable_loopback_ice
 from telemesh.signaling.v1 import signaling_pb2_grpc
-from telemesh.stack.process import ManagedProcess, free_port
+from telemesh.stack.process import ManagedProcess, free_port, tcp_probe
 from tests.flows import Flows, Visit
 from tests.harness import Stack
 
@@ -32,12 +30,6 @@ FAST_RECONNECT = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 500),
 )
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def coturn(home: Path) -> ManagedProcess:
@@ -70,7 +62,7 @@ def coturn(home: Path) -> ManagedProcess:
         ],
         {},
         folder / "coturn.log",
-        ready=lambda: _tcp_open(port),
+        ready=tcp_probe(port),
     )
     process.port = port  # type: ignore[attr-defined]
     return process
@@ -102,7 +94,6 @@ def signaling_stack(home: Path, backend: str = "sqlite", **env: str) -> Iterator
             "TELEMESH_SIGNALING_TURN_URLS": f"turn:127.0.0.1:{port}?transport=udp",
             "TELEMESH_SIGNALING_TURN_SECRET": TURN_SECRET,
             "TELEMESH_SIGNALING_TURN_TTL_SECONDS": "600",
-            "TELEMESH_SIGNALING_PRECALL_SECONDS": "1.5",
             "TELEMESH_SIGNALING_RECONNECT_GRACE_SECONDS": "5",
             **env,
         },
@@ -175,16 +166,6 @@ async def connected_call(call: Call) -> None:
             await peer.wait_message()
     except TimeoutError:
         raise AssertionError(f"{call.patient.describe()}\n{call.clinician.describe()}") from None
-
-
-def reason_of(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None, "a rich status"
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return str(info.reason)
-    raise AssertionError("no ErrorInfo in the status")
 
 
 async def eventually(check: object, seconds: float = 10.0, interval: float = 0.1) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from svc_signaling.event_log import EventLog
 from svc_signaling.ice_servers import turn_credential
 from svc_signaling.rate_limit import TokenBucket
@@ -45,8 +49,16 @@ def test_a_resume_from_before_a_restart_continues_the_clients_numbering() -> Non
     assert log.append(_event()).sequence == 59
 
 
-def test_the_bucket_allows_a_burst_then_the_rate() -> None:
-    bucket = TokenBucket(rate_per_second=0.0, burst=3)
+def test_the_bucket_allows_a_burst_then_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 100.0
+    monkeypatch.setattr(time, "monotonic", lambda: now)
+    bucket = TokenBucket(rate_per_second=2.0, burst=3)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now += 0.25  # half a token
+    assert not bucket.take()
+    now += 0.25  # a whole one
+    assert [bucket.take(), bucket.take()] == [True, False]
+    now += 60.0  # refills up to the burst, no further
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
 
 

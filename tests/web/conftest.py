@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from telemesh.stack.process import ManagedProcess
-from tests.web.support import MeshUp, build_web, missing_tools, start_webapp
+from tests.harness import MeshUp
+from tests.web.support import build_web, missing_tools, start_webapp
 
 # The pre-call check measures for 4 s by default; a second shows the same path.
 MESH_ENV = {"TELEMESH_SIGNALING_PRECALL_SECONDS": "1"}

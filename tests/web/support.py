@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import os
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from telemesh.stack.endpoints import ENDPOINTS_FILE
 from telemesh.stack.process import ManagedProcess
-from tests.harness import REPO
+from tests.harness import REPO, MeshUp, clean_env
 
 WEB = REPO / "web"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,12 +35,6 @@ def missing_tools() -> str | None:
     return None
 
 
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMESH_", "OTEL_"))}
-    env.update(TELEMESH_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 def npm_bin(name: str) -> str:
     return str(WEB / "node_modules" / ".bin" / name)
 
@@ -65,74 +51,14 @@ def build_web(out: Path) -> None:
     assert done.returncode == 0, f"vite build failed:\n{done.stdout}\n{done.stderr}"
 
 
-@dataclass
-class MeshUp:
-    """`telemesh up` in a home of its own, as a developer runs it."""
-
-    home: Path
-    process: ManagedProcess
-    endpoints: dict[str, Any]
-
-    @classmethod
-    def start(cls, home: Path, **env: str) -> MeshUp:
-        process = ManagedProcess(
-            "telemesh-up",
-            [sys.executable, "-m", "telemesh.cli.main", "up", "--edge-port", "0"],
-            clean_env(home, **env),
-            home / "telemesh-up.log",
-            cwd=REPO,
-            ready=lambda: (home / ENDPOINTS_FILE).exists(),
-        )
-        process.start()
-        try:
-            process.wait_ready(timeout=120)
-        except BaseException:
-            process.stop(timeout=60)
-            raise
-        endpoints = json.loads((home / ENDPOINTS_FILE).read_text())
-        return cls(home, process, endpoints)
-
-    @property
-    def edge_url(self) -> str:
-        return str(self.endpoints["edge"]["url"])
-
-    @property
-    def edge_target(self) -> str:
-        return f"localhost:{self.endpoints['edge']['address'].rsplit(':', 1)[1]}"
-
-    @property
-    def ca_bundle(self) -> Path:
-        return Path(self.endpoints["ca_bundle"])
-
-    def edge_spki_sha256(self) -> str:
-        """Base64 SHA-256 of the public key the edge serves (Chromium's SPKI pin)."""
-        host, port = self.endpoints["edge"]["address"].rsplit(":", 1)
-        context = ssl.create_default_context(cafile=str(self.ca_bundle))
-        with (
-            socket.create_connection((host, int(port)), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname="localhost") as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-        assert der is not None
-        spki = (
-            x509.load_der_x509_certificate(der)
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-    def logs(self) -> str:
-        folder = Path(self.endpoints.get("logs", self.home / "mesh" / "logs"))
-        parts = [self.process.logs()[-3000:]]
-        parts += [
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in folder.glob("*.log")
-        ]
-        return "\n".join(parts)
-
-    def stop(self) -> None:
-        self.process.stop(timeout=60)
+def edge_spki_sha256(mesh: MeshUp) -> str:
+    """Base64 SHA-256 of the public key the edge serves (Chromium's SPKI pin)."""
+    spki = (
+        mesh.edge_certificate()
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def start_webapp(home: Path, dist: Path) -> ManagedProcess:

@@ -15,8 +15,8 @@ import pytest
 
 from telemesh.identity.tokens import DevIssuer
 from telemesh.stack.process import ManagedProcess
-from tests.harness import REPO
-from tests.web.support import WEB, WEB_ORIGIN, MeshUp, npm_bin
+from tests.harness import REPO, MeshUp
+from tests.web.support import WEB, WEB_ORIGIN, npm_bin
 
 CLIENT = WEB / "client"
 GENERATED = CLIENT / "src" / "gen"

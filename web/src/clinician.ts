@@ -282,27 +282,17 @@ class ClinicianPage {
       `Visit with ${patient} at ${formatTime(visit.startTime && timestampDate(visit.startTime))}`,
     );
     const admit = byId<HTMLButtonElement>("admit");
-    let admitted = false;
-    let present = false;
+    // The call keeps whether the patient is admitted and present; the button follows.
     const update = () => {
-      admit.disabled = admitted || !present;
-      admit.dataset.state = admitted ? "admitted" : present ? "ready" : "waiting";
+      const { admitted, peerPresent } = call;
+      admit.disabled = admitted || !peerPresent;
+      admit.dataset.state = admitted ? "admitted" : peerPresent ? "ready" : "waiting";
       admit.textContent = admitted ? "Admitted" : "Admit the patient";
     };
-    this.call = new VisitCall(this.api, visit, "clinician", stream, {
-      joined: (joined) => {
-        admitted = joined.admitted;
-        present = joined.peerPresent;
-        update();
-      },
-      admitted: () => {
-        admitted = true;
-        update();
-      },
-      peer: (isPresent) => {
-        present = isPresent;
-        update();
-      },
+    const call = new VisitCall(this.api, visit, "clinician", stream, {
+      joined: update,
+      admitted: update,
+      peer: update,
       ended: () => {
         this.call = null;
         this.visit = null;
@@ -310,7 +300,8 @@ class ClinicianPage {
         void this.loadSchedule().catch((error) => showError(error));
       },
     });
-    this.call.start();
+    this.call = call;
+    call.start();
     await this.loadSchedule();
   }
 }

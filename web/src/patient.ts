@@ -16,7 +16,7 @@ import { localMedia, signIn, type SignedIn } from "./app";
 import { exposeCall } from "./debug";
 import { runPreCallCheck } from "./precall";
 import "./styles.css";
-import { byId, enumLabel, field, fill, formatMoney, formatTime, h, onClick, showError } from "./ui";
+import { byId, enumLabel, field, fill, formatMoney, formatTime, h, onClick, showError, sleep } from "./ui";
 import { callSection, VisitCall } from "./visit-call";
 
 // The telehealth consent text the patient agrees to; its SHA-256 goes with the grant, so
@@ -41,8 +41,6 @@ async function sha256Hex(text: string): Promise<string> {
 function isoDate(date: Date): string {
   return date.toISOString().slice(0, 10);
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class PatientPage {
   private readonly api: Telemesh;

@@ -2,12 +2,12 @@
 // peer, which sends them back and measures the path. The echo peer does not trickle, so
 // the whole offer (all candidates gathered) goes up in one call.
 import { newRequestId, signaling, type Telemesh } from "@telemesh/client";
+import { sleep } from "./ui";
+import { toIceServers } from "./visit-call";
 
 const GATHER_TIMEOUT_MS = 5000;
 const POLL_EVERY_MS = 500;
 const CHECK_TIMEOUT_MS = 30000;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function gatheringComplete(pc: RTCPeerConnection): Promise<void> {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -22,11 +22,6 @@ function gatheringComplete(pc: RTCPeerConnection): Promise<void> {
   });
 }
 
-export interface PreCallResult {
-  state: signaling.PreCallCheckState;
-  result: signaling.GetPreCallCheckResponse;
-}
-
 /** Runs a check with `stream`; `echo` receives what the echo peer sends back. */
 export async function runPreCallCheck(
   api: Telemesh,
@@ -34,12 +29,7 @@ export async function runPreCallCheck(
   echo: (stream: MediaStream) => void,
 ): Promise<signaling.GetPreCallCheckResponse> {
   const { iceServers } = await api.signaling.getIceServers({});
-  const pc = new RTCPeerConnection({
-    iceServers: iceServers.map((server) => ({
-      urls: server.urls,
-      ...(server.username ? { username: server.username, credential: server.credential } : {}),
-    })),
-  });
+  const pc = new RTCPeerConnection({ iceServers: toIceServers(iceServers) });
   try {
     for (const track of stream.getTracks()) pc.addTrack(track, stream);
     pc.ontrack = ({ track, streams }) => echo(streams[0] ?? new MediaStream([track]));

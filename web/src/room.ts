@@ -10,6 +10,7 @@ import {
   visitHeaders,
   type Telemesh,
 } from "@telemesh/client";
+import { sleep } from "./ui";
 
 type Joined = signaling.Joined;
 type IceCandidate = signaling.IceCandidate;
@@ -35,18 +36,15 @@ export interface VisitRef {
   traceparent: string;
 }
 
-const SDP_TYPES: Record<string, signaling.SdpType> = {
+const SDP_TYPES: Record<RTCSdpType, signaling.SdpType> = {
   offer: signaling.SdpType.OFFER,
   answer: signaling.SdpType.ANSWER,
   pranswer: signaling.SdpType.PRANSWER,
   rollback: signaling.SdpType.ROLLBACK,
 };
-const SDP_NAMES = new Map<signaling.SdpType, RTCSdpType>([
-  [signaling.SdpType.OFFER, "offer"],
-  [signaling.SdpType.ANSWER, "answer"],
-  [signaling.SdpType.PRANSWER, "pranswer"],
-  [signaling.SdpType.ROLLBACK, "rollback"],
-]);
+const SDP_NAMES = new Map<signaling.SdpType, RTCSdpType>(
+  (Object.entries(SDP_TYPES) as [RTCSdpType, signaling.SdpType][]).map(([name, type]) => [type, name]),
+);
 const CONNECTION_STATES: Partial<Record<RTCPeerConnectionState, signaling.ConnectionState>> = {
   connecting: signaling.ConnectionState.CONNECTING,
   connected: signaling.ConnectionState.CONNECTED,
@@ -64,8 +62,6 @@ const FINAL_CODES = new Set([
 ]);
 const MAX_BACKOFF_MS = 5000;
 const UPLINK_ATTEMPTS = 4;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class RoomConnection {
   roomId = "";

@@ -65,6 +65,9 @@ export function onClick(button: HTMLButtonElement, work: () => Promise<unknown>,
   });
 }
 
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /** A labelled form field. */
 export function field(label: string, input: HTMLElement): HTMLLabelElement {
   return h("label", {}, h("span", {}, label), input);

@@ -60,7 +60,8 @@ function addChat(who: string, text: string): void {
   byId("chat-log").append(h("li", { "data-from": who }, `${who}: ${text}`));
 }
 
-function toIceServers(servers: signaling.IceServer[]): RTCIceServer[] {
+/** The signaling service's ICE servers (STUN, TURN with credentials) for a peer connection. */
+export function toIceServers(servers: signaling.IceServer[]): RTCIceServer[] {
   return servers.map((server) => ({
     urls: server.urls,
     ...(server.username ? { username: server.username, credential: server.credential } : {}),
