@@ -9,7 +9,7 @@ import socket
 import ssl
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -20,6 +20,7 @@ from cryptography import x509
 from sqlalchemy.engine import make_url
 
 from telemesh.config import SERVICES
+from telemesh.db import Database, migrate
 from telemesh.identity.tokens import DevIssuer
 from telemesh.stack.endpoints import start_up, telemesh_command
 from telemesh.stack.process import ManagedProcess, free_port, module_process, stop_all
@@ -89,6 +90,19 @@ def database_url(backend: str, home: Path, service: str) -> Iterator[str]:
         yield url
     finally:
         drop_pg_database(url)
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(backend: str, home: Path, service: str) -> AsyncIterator[Database]:
+    """A fresh database of `service` at its newest schema, for tests that run a
+    service's code in-process."""
+    with database_url(backend, home, service) as url:
+        migrate(f"svc_{service}", url)
+        database = Database(url)
+        try:
+            yield database
+        finally:
+            await database.dispose()
 
 
 # --- processes --------------------------------------------------------------------

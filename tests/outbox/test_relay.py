@@ -9,18 +9,17 @@ from pathlib import Path
 import grpc
 import pytest
 
-from telemesh.db import Database, migrate
+from telemesh.db import Database
 from telemesh.outbox import OutboxEvent, OutboxRelay, RelaySettings, backlog, enqueue
-from tests.harness import database_url
+from tests.harness import migrated_database
 
 
 @pytest.fixture
 async def db(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
-    with database_url(backend, tmp_path, "session") as url:
-        migrate("svc_session", url)  # the outbox table comes with the session schema
-        database = Database(url)
+    async with migrated_database(
+        backend, tmp_path, "session"
+    ) as database:  # the outbox table comes with the session schema
         yield database
-        await database.dispose()
 
 
 async def _enqueue(db: Database, *keys: str) -> None:

@@ -15,10 +15,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from svc_session import booking, visits
 from svc_session.models import SlotClaimRow, VisitRow
 from telemesh.auth import Principal, bind
-from telemesh.db import Database, migrate
+from telemesh.db import Database
 from telemesh.errors import FailedPrecondition
 from telemesh.session.v1 import session_pb2
-from tests.harness import database_url
+from tests.harness import migrated_database
 
 S = session_pb2.VisitState
 GRACE = timedelta(minutes=15)
@@ -26,11 +26,8 @@ GRACE = timedelta(minutes=15)
 
 @pytest.fixture
 async def db(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
-    with database_url(backend, tmp_path, "session") as url:
-        migrate("svc_session", url)
-        database = Database(url)
+    async with migrated_database(backend, tmp_path, "session") as database:
         yield database
-        await database.dispose()
 
 
 async def _visit(db: Database, started_ago: timedelta, state: int) -> str:

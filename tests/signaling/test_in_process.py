@@ -19,10 +19,10 @@ from svc_signaling.join_tokens import JoinClaims
 from svc_signaling.models import locked_record
 from svc_signaling.registry import RoomRegistry
 from svc_signaling.settings import SignalingSettings
-from telemesh.db import Database, migrate
+from telemesh.db import Database
 from telemesh.outbox import RECORD_CONNECTION_EVENT, OutboxEvent, grpc_deliverer
 from telemesh.signaling.v1 import signaling_pb2
-from tests.harness import database_url
+from tests.harness import migrated_database
 
 GRACE = 0.05
 SETTINGS = dataclasses.replace(SignalingSettings(), closed_room_seconds=GRACE)
@@ -30,11 +30,8 @@ SETTINGS = dataclasses.replace(SignalingSettings(), closed_room_seconds=GRACE)
 
 @pytest.fixture
 async def db(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
-    with database_url(backend, tmp_path, "signaling") as url:
-        migrate("svc_signaling", url)
-        database = Database(url)
+    async with migrated_database(backend, tmp_path, "signaling") as database:
         yield database
-        await database.dispose()
 
 
 async def test_a_closed_room_leaves_memory_and_comes_back_closed(db: Database) -> None:
