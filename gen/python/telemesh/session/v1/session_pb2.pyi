@@ -240,6 +240,62 @@ CONNECTION_EVENT_KIND_DISCONNECTED: ConnectionEventKind.ValueType  # 2
 """The call dropped or ended: the open connected period ends."""
 Global___ConnectionEventKind: _TypeAlias = ConnectionEventKind  # noqa: Y015
 
+class _AccessOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_OUTCOME_UNSPECIFIED: _AccessOutcome.ValueType  # 0
+    """Not set."""
+    ACCESS_OUTCOME_ALLOWED: _AccessOutcome.ValueType  # 1
+    """The access was allowed and took place."""
+    ACCESS_OUTCOME_REFUSED: _AccessOutcome.ValueType  # 2
+    """The access was refused."""
+
+class AccessOutcome(_AccessOutcome, metaclass=_AccessOutcomeEnumTypeWrapper):
+    """Whether an access to a patient's record was allowed."""
+
+ACCESS_OUTCOME_UNSPECIFIED: AccessOutcome.ValueType  # 0
+"""Not set."""
+ACCESS_OUTCOME_ALLOWED: AccessOutcome.ValueType  # 1
+"""The access was allowed and took place."""
+ACCESS_OUTCOME_REFUSED: AccessOutcome.ValueType  # 2
+"""The access was refused."""
+Global___AccessOutcome: _TypeAlias = AccessOutcome  # noqa: Y015
+
+class _AccessLogProblem:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccessLogProblemEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessLogProblem.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCESS_LOG_PROBLEM_UNSPECIFIED: _AccessLogProblem.ValueType  # 0
+    """Nothing (the chain is intact)."""
+    ACCESS_LOG_PROBLEM_EDITED: _AccessLogProblem.ValueType  # 1
+    """An entry's content no longer matches its hash."""
+    ACCESS_LOG_PROBLEM_DELETED: _AccessLogProblem.ValueType  # 2
+    """An entry is missing (a gap in the sequence)."""
+    ACCESS_LOG_PROBLEM_REORDERED: _AccessLogProblem.ValueType  # 3
+    """Entries are out of order (an entry's previous hash names another entry)."""
+    ACCESS_LOG_PROBLEM_INSERTED: _AccessLogProblem.ValueType  # 4
+    """An entry that was never appended stands in the chain."""
+
+class AccessLogProblem(_AccessLogProblem, metaclass=_AccessLogProblemEnumTypeWrapper):
+    """What is wrong with the access log at its first bad entry."""
+
+ACCESS_LOG_PROBLEM_UNSPECIFIED: AccessLogProblem.ValueType  # 0
+"""Nothing (the chain is intact)."""
+ACCESS_LOG_PROBLEM_EDITED: AccessLogProblem.ValueType  # 1
+"""An entry's content no longer matches its hash."""
+ACCESS_LOG_PROBLEM_DELETED: AccessLogProblem.ValueType  # 2
+"""An entry is missing (a gap in the sequence)."""
+ACCESS_LOG_PROBLEM_REORDERED: AccessLogProblem.ValueType  # 3
+"""Entries are out of order (an entry's previous hash names another entry)."""
+ACCESS_LOG_PROBLEM_INSERTED: AccessLogProblem.ValueType  # 4
+"""An entry that was never appended stands in the chain."""
+Global___AccessLogProblem: _TypeAlias = AccessLogProblem  # noqa: Y015
+
 @_typing.final
 class Patient(_message.Message):
     """A patient's profile. Every field but the id is protected health information."""
@@ -1793,3 +1849,318 @@ class GetJoinTokenKeysResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetJoinTokenKeysResponse: _TypeAlias = GetJoinTokenKeysResponse  # noqa: Y015
+
+@_typing.final
+class CheckCareRelationshipRequest(_message.Message):
+    """Request for CheckCareRelationship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    CLINICIAN_ID_FIELD_NUMBER: _builtins.int
+    patient_id: _builtins.str
+    """The patient."""
+    clinician_id: _builtins.str
+    """The clinician whose relationship is asked about; empty asks only whether the
+    patient exists.
+    """
+    def __init__(
+        self,
+        *,
+        patient_id: _builtins.str = ...,
+        clinician_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinician_id", b"clinician_id", "patient_id", b"patient_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckCareRelationshipRequest: _TypeAlias = CheckCareRelationshipRequest  # noqa: Y015
+
+@_typing.final
+class CheckCareRelationshipResponse(_message.Message):
+    """Response for CheckCareRelationship."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_EXISTS_FIELD_NUMBER: _builtins.int
+    HAS_RELATIONSHIP_FIELD_NUMBER: _builtins.int
+    patient_exists: _builtins.bool
+    """Whether the patient has a profile."""
+    has_relationship: _builtins.bool
+    """Whether the clinician has a visit with the patient, past or upcoming, that was not
+    cancelled.
+    """
+    def __init__(
+        self,
+        *,
+        patient_exists: _builtins.bool = ...,
+        has_relationship: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_relationship", b"has_relationship", "patient_exists", b"patient_exists"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckCareRelationshipResponse: _TypeAlias = CheckCareRelationshipResponse  # noqa: Y015
+
+@_typing.final
+class PatientAccess(_message.Message):
+    """One access to a patient's record, as the service that served it reports it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_TIME_FIELD_NUMBER: _builtins.int
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_ROLE_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    access_id: _builtins.str
+    """A UUID chosen by the reporting service; a redelivery with the same id is ignored."""
+    patient_id: _builtins.str
+    """The patient whose record was reached."""
+    actor_id: _builtins.str
+    """Who: a user id or a service name."""
+    actor_role: _builtins.str
+    """The actor's role (`patient`, `clinician`, `admin`, `billing`, `partner`, `service`)."""
+    service: _builtins.str
+    """The service that served the call (`session`, `consent`, `billing`, `signaling`)."""
+    method: _builtins.str
+    """The RPC, as `/package.Service/Method`."""
+    outcome: Global___AccessOutcome.ValueType
+    """Allowed or refused."""
+    basis: _builtins.str
+    """Why: the basis of an allowed access (`self`, `care_relationship`, `admin`, ...) or
+    the reason of a refusal (an ErrorInfo reason).
+    """
+    @_builtins.property
+    def access_time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
+    def __init__(
+        self,
+        *,
+        access_id: _builtins.str = ...,
+        access_time: _timestamp_pb2.Timestamp | None = ...,
+        patient_id: _builtins.str = ...,
+        actor_id: _builtins.str = ...,
+        actor_role: _builtins.str = ...,
+        service: _builtins.str = ...,
+        method: _builtins.str = ...,
+        outcome: Global___AccessOutcome.ValueType = ...,
+        basis: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_time", b"access_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "access_time", b"access_time", "actor_id", b"actor_id", "actor_role", b"actor_role", "basis", b"basis", "method", b"method", "outcome", b"outcome", "patient_id", b"patient_id", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatientAccess: _TypeAlias = PatientAccess  # noqa: Y015
+
+@_typing.final
+class AccessLogEntry(_message.Message):
+    """One entry of the access log: an access and its place in the hash chain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    ACCESS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
+    ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Position in the chain, from 1."""
+    previous_hash: _builtins.str
+    """The previous entry's hash, hex (64 zeros for the first entry)."""
+    entry_hash: _builtins.str
+    """This entry's hash, hex: SHA-256 over the previous hash followed by the entry's
+    canonical JSON (sorted keys, no whitespace, ASCII escapes).
+    """
+    @_builtins.property
+    def access(self) -> Global___PatientAccess:
+        """The access recorded."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        access: Global___PatientAccess | None = ...,
+        previous_hash: _builtins.str = ...,
+        entry_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "entry_hash", b"entry_hash", "previous_hash", b"previous_hash", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessLogEntry: _TypeAlias = AccessLogEntry  # noqa: Y015
+
+@_typing.final
+class RecordPatientAccessRequest(_message.Message):
+    """Request for RecordPatientAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCESSES_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """A UUID that makes retries idempotent."""
+    @_builtins.property
+    def accesses(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatientAccess]:
+        """The accesses to append, at most 500."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        accesses: _abc.Iterable[Global___PatientAccess] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accesses", b"accesses", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordPatientAccessRequest: _TypeAlias = RecordPatientAccessRequest  # noqa: Y015
+
+@_typing.final
+class RecordPatientAccessResponse(_message.Message):
+    """Response for RecordPatientAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_COUNT_FIELD_NUMBER: _builtins.int
+    recorded_count: _builtins.int
+    """How many of the accesses were new (the others had been recorded before)."""
+    def __init__(
+        self,
+        *,
+        recorded_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded_count", b"recorded_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordPatientAccessResponse: _TypeAlias = RecordPatientAccessResponse  # noqa: Y015
+
+@_typing.final
+class ListPatientAccessRequest(_message.Message):
+    """Request for ListPatientAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    patient_id: _builtins.str
+    """The patient whose log is listed."""
+    page_size: _builtins.int
+    """At most this many entries (default 50, at most 500)."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous page."""
+    def __init__(
+        self,
+        *,
+        patient_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "patient_id", b"patient_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPatientAccessRequest: _TypeAlias = ListPatientAccessRequest  # noqa: Y015
+
+@_typing.final
+class ListPatientAccessResponse(_message.Message):
+    """Response for ListPatientAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last page."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessLogEntry]:
+        """The entries, newest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AccessLogEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPatientAccessResponse: _TypeAlias = ListPatientAccessResponse  # noqa: Y015
+
+@_typing.final
+class VerifyAccessLogRequest(_message.Message):
+    """Request for VerifyAccessLog."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAccessLogRequest: _TypeAlias = VerifyAccessLogRequest  # noqa: Y015
+
+@_typing.final
+class VerifyAccessLogResponse(_message.Message):
+    """Response for VerifyAccessLog."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTACT_FIELD_NUMBER: _builtins.int
+    ENTRIES_CHECKED_FIELD_NUMBER: _builtins.int
+    FIRST_BAD_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    intact: _builtins.bool
+    """Whether the whole chain is intact."""
+    entries_checked: _builtins.int
+    """How many entries were found intact."""
+    first_bad_sequence: _builtins.int
+    """The sequence number of the first bad entry; 0 when intact."""
+    problem: Global___AccessLogProblem.ValueType
+    """What is wrong there."""
+    detail: _builtins.str
+    """What was found, in words (sequence numbers and hashes only); empty when intact."""
+    def __init__(
+        self,
+        *,
+        intact: _builtins.bool = ...,
+        entries_checked: _builtins.int = ...,
+        first_bad_sequence: _builtins.int = ...,
+        problem: Global___AccessLogProblem.ValueType = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "entries_checked", b"entries_checked", "first_bad_sequence", b"first_bad_sequence", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAccessLogResponse: _TypeAlias = VerifyAccessLogResponse  # noqa: Y015

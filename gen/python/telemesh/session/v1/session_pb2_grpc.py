@@ -147,6 +147,26 @@ class SessionServiceStub:
                 request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetJoinTokenKeysRequest.SerializeToString,
                 response_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetJoinTokenKeysResponse.FromString,
                 _registered_method=True)
+        self.CheckCareRelationship = channel.unary_unary(
+                '/telemesh.session.v1.SessionService/CheckCareRelationship',
+                request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.CheckCareRelationshipRequest.SerializeToString,
+                response_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.CheckCareRelationshipResponse.FromString,
+                _registered_method=True)
+        self.RecordPatientAccess = channel.unary_unary(
+                '/telemesh.session.v1.SessionService/RecordPatientAccess',
+                request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.RecordPatientAccessRequest.SerializeToString,
+                response_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.RecordPatientAccessResponse.FromString,
+                _registered_method=True)
+        self.ListPatientAccess = channel.unary_unary(
+                '/telemesh.session.v1.SessionService/ListPatientAccess',
+                request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.ListPatientAccessRequest.SerializeToString,
+                response_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.ListPatientAccessResponse.FromString,
+                _registered_method=True)
+        self.VerifyAccessLog = channel.unary_unary(
+                '/telemesh.session.v1.SessionService/VerifyAccessLog',
+                request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.VerifyAccessLogRequest.SerializeToString,
+                response_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.VerifyAccessLogResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -321,6 +341,42 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckCareRelationship(self, request, context):
+        """Tells another service whether a patient exists and whether a clinician has a care
+        relationship with them: a visit with the patient, past or upcoming, that was not
+        cancelled. This service is the one place that decides which patients a clinician
+        may reach; the consent, billing and signaling services ask it (services only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPatientAccess(self, request, context):
+        """Appends accesses to patients' records made in another service to the HIPAA access
+        log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
+        than once: an entry already recorded (same `access_id`) changes nothing. For the
+        consent, billing and signaling services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPatientAccess(self, request, context):
+        """Lists who read or changed a patient's record, in any service, and whether it was
+        allowed; newest first. A patient lists their own; an administrator any patient's
+        (the export of one patient's log). Never holds the PHI itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAccessLog(self, request, context):
+        """Verifies the access log's hash chain end to end (administrators only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -428,6 +484,26 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.GetJoinTokenKeys,
                     request_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetJoinTokenKeysRequest.FromString,
                     response_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetJoinTokenKeysResponse.SerializeToString,
+            ),
+            'CheckCareRelationship': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckCareRelationship,
+                    request_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.CheckCareRelationshipRequest.FromString,
+                    response_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.CheckCareRelationshipResponse.SerializeToString,
+            ),
+            'RecordPatientAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPatientAccess,
+                    request_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.RecordPatientAccessRequest.FromString,
+                    response_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.RecordPatientAccessResponse.SerializeToString,
+            ),
+            'ListPatientAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPatientAccess,
+                    request_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.ListPatientAccessRequest.FromString,
+                    response_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.ListPatientAccessResponse.SerializeToString,
+            ),
+            'VerifyAccessLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAccessLog,
+                    request_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.VerifyAccessLogRequest.FromString,
+                    response_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.VerifyAccessLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1005,6 +1081,114 @@ class SessionService:
             '/telemesh.session.v1.SessionService/GetJoinTokenKeys',
             telemesh_dot_session_dot_v1_dot_session__pb2.GetJoinTokenKeysRequest.SerializeToString,
             telemesh_dot_session_dot_v1_dot_session__pb2.GetJoinTokenKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckCareRelationship(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/telemesh.session.v1.SessionService/CheckCareRelationship',
+            telemesh_dot_session_dot_v1_dot_session__pb2.CheckCareRelationshipRequest.SerializeToString,
+            telemesh_dot_session_dot_v1_dot_session__pb2.CheckCareRelationshipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPatientAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/telemesh.session.v1.SessionService/RecordPatientAccess',
+            telemesh_dot_session_dot_v1_dot_session__pb2.RecordPatientAccessRequest.SerializeToString,
+            telemesh_dot_session_dot_v1_dot_session__pb2.RecordPatientAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPatientAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/telemesh.session.v1.SessionService/ListPatientAccess',
+            telemesh_dot_session_dot_v1_dot_session__pb2.ListPatientAccessRequest.SerializeToString,
+            telemesh_dot_session_dot_v1_dot_session__pb2.ListPatientAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAccessLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/telemesh.session.v1.SessionService/VerifyAccessLog',
+            telemesh_dot_session_dot_v1_dot_session__pb2.VerifyAccessLogRequest.SerializeToString,
+            telemesh_dot_session_dot_v1_dot_session__pb2.VerifyAccessLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

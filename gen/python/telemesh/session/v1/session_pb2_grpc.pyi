@@ -109,6 +109,25 @@ class SessionServiceStub:
     """
     GetJoinTokenKeys: _grpc.UnaryUnaryMultiCallable[_session_pb2.GetJoinTokenKeysRequest, _session_pb2.GetJoinTokenKeysResponse]
     """Returns the public keys that verify join tokens, as a JSON Web Key Set."""
+    CheckCareRelationship: _grpc.UnaryUnaryMultiCallable[_session_pb2.CheckCareRelationshipRequest, _session_pb2.CheckCareRelationshipResponse]
+    """Tells another service whether a patient exists and whether a clinician has a care
+    relationship with them: a visit with the patient, past or upcoming, that was not
+    cancelled. This service is the one place that decides which patients a clinician
+    may reach; the consent, billing and signaling services ask it (services only).
+    """
+    RecordPatientAccess: _grpc.UnaryUnaryMultiCallable[_session_pb2.RecordPatientAccessRequest, _session_pb2.RecordPatientAccessResponse]
+    """Appends accesses to patients' records made in another service to the HIPAA access
+    log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
+    than once: an entry already recorded (same `access_id`) changes nothing. For the
+    consent, billing and signaling services only.
+    """
+    ListPatientAccess: _grpc.UnaryUnaryMultiCallable[_session_pb2.ListPatientAccessRequest, _session_pb2.ListPatientAccessResponse]
+    """Lists who read or changed a patient's record, in any service, and whether it was
+    allowed; newest first. A patient lists their own; an administrator any patient's
+    (the export of one patient's log). Never holds the PHI itself.
+    """
+    VerifyAccessLog: _grpc.UnaryUnaryMultiCallable[_session_pb2.VerifyAccessLogRequest, _session_pb2.VerifyAccessLogResponse]
+    """Verifies the access log's hash chain end to end (administrators only)."""
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -191,6 +210,25 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """
     GetJoinTokenKeys: _aio.UnaryUnaryMultiCallable[_session_pb2.GetJoinTokenKeysRequest, _session_pb2.GetJoinTokenKeysResponse]  # type: ignore[assignment]
     """Returns the public keys that verify join tokens, as a JSON Web Key Set."""
+    CheckCareRelationship: _aio.UnaryUnaryMultiCallable[_session_pb2.CheckCareRelationshipRequest, _session_pb2.CheckCareRelationshipResponse]  # type: ignore[assignment]
+    """Tells another service whether a patient exists and whether a clinician has a care
+    relationship with them: a visit with the patient, past or upcoming, that was not
+    cancelled. This service is the one place that decides which patients a clinician
+    may reach; the consent, billing and signaling services ask it (services only).
+    """
+    RecordPatientAccess: _aio.UnaryUnaryMultiCallable[_session_pb2.RecordPatientAccessRequest, _session_pb2.RecordPatientAccessResponse]  # type: ignore[assignment]
+    """Appends accesses to patients' records made in another service to the HIPAA access
+    log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
+    than once: an entry already recorded (same `access_id`) changes nothing. For the
+    consent, billing and signaling services only.
+    """
+    ListPatientAccess: _aio.UnaryUnaryMultiCallable[_session_pb2.ListPatientAccessRequest, _session_pb2.ListPatientAccessResponse]  # type: ignore[assignment]
+    """Lists who read or changed a patient's record, in any service, and whether it was
+    allowed; newest first. A patient lists their own; an administrator any patient's
+    (the export of one patient's log). Never holds the PHI itself.
+    """
+    VerifyAccessLog: _aio.UnaryUnaryMultiCallable[_session_pb2.VerifyAccessLogRequest, _session_pb2.VerifyAccessLogResponse]  # type: ignore[assignment]
+    """Verifies the access log's hash chain end to end (administrators only)."""
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionService owns people's profiles, clinicians' availability, booking, the life of
@@ -396,5 +434,48 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_session_pb2.GetJoinTokenKeysResponse, _abc.Awaitable[_session_pb2.GetJoinTokenKeysResponse]]:
         """Returns the public keys that verify join tokens, as a JSON Web Key Set."""
+
+    @_abc_1.abstractmethod
+    def CheckCareRelationship(
+        self,
+        request: _session_pb2.CheckCareRelationshipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.CheckCareRelationshipResponse, _abc.Awaitable[_session_pb2.CheckCareRelationshipResponse]]:
+        """Tells another service whether a patient exists and whether a clinician has a care
+        relationship with them: a visit with the patient, past or upcoming, that was not
+        cancelled. This service is the one place that decides which patients a clinician
+        may reach; the consent, billing and signaling services ask it (services only).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordPatientAccess(
+        self,
+        request: _session_pb2.RecordPatientAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.RecordPatientAccessResponse, _abc.Awaitable[_session_pb2.RecordPatientAccessResponse]]:
+        """Appends accesses to patients' records made in another service to the HIPAA access
+        log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
+        than once: an entry already recorded (same `access_id`) changes nothing. For the
+        consent, billing and signaling services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPatientAccess(
+        self,
+        request: _session_pb2.ListPatientAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.ListPatientAccessResponse, _abc.Awaitable[_session_pb2.ListPatientAccessResponse]]:
+        """Lists who read or changed a patient's record, in any service, and whether it was
+        allowed; newest first. A patient lists their own; an administrator any patient's
+        (the export of one patient's log). Never holds the PHI itself.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyAccessLog(
+        self,
+        request: _session_pb2.VerifyAccessLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.VerifyAccessLogResponse, _abc.Awaitable[_session_pb2.VerifyAccessLogResponse]]:
+        """Verifies the access log's hash chain end to end (administrators only)."""
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -993,18 +993,24 @@ Global___LeaveRoomResponse: _TypeAlias = LeaveRoomResponse  # noqa: Y015
 
 @_typing.final
 class GetIceServersRequest(_message.Message):
-    """Request for GetIceServers: the servers for the caller, whose user id becomes part of
-    the TURN username.
+    """Request for GetIceServers. TURN credentials are issued only to a participant of a
+    visit whose join window is open: the caller shows the join token IssueJoinToken gave
+    them. The credentials' username is opaque and their lifetime ends with the window.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    JOIN_TOKEN_FIELD_NUMBER: _builtins.int
+    join_token: _builtins.str
+    """The caller's join token for the visit (from SessionService.IssueJoinToken)."""
     def __init__(
         self,
+        *,
+        join_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_token", b"join_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -181,7 +181,8 @@ class SignalingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetIceServers(self, request, context):
-        """Returns ICE servers (STUN, and TURN with short-lived credentials) for the caller.
+        """Returns ICE servers (STUN, and TURN with short-lived credentials) to a participant
+        of a visit whose join window is open (shown by the visit's join token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -72,7 +72,9 @@ class SignalingServiceStub:
     LeaveRoom: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.LeaveRoomRequest, _signaling_pb2.LeaveRoomResponse]
     """Leaves the room; the other participant is told."""
     GetIceServers: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.GetIceServersRequest, _signaling_pb2.GetIceServersResponse]
-    """Returns ICE servers (STUN, and TURN with short-lived credentials) for the caller."""
+    """Returns ICE servers (STUN, and TURN with short-lived credentials) to a participant
+    of a visit whose join window is open (shown by the visit's join token).
+    """
     StartPreCallCheck: _grpc.UnaryUnaryMultiCallable[_signaling_pb2.StartPreCallCheckRequest, _signaling_pb2.StartPreCallCheckResponse]
     """Starts a pre-call connectivity check: the service answers the caller's offer with an
     echo peer that sends the caller's media back and measures the path.
@@ -130,7 +132,9 @@ class SignalingServiceAsyncStub(SignalingServiceStub):
     LeaveRoom: _aio.UnaryUnaryMultiCallable[_signaling_pb2.LeaveRoomRequest, _signaling_pb2.LeaveRoomResponse]  # type: ignore[assignment]
     """Leaves the room; the other participant is told."""
     GetIceServers: _aio.UnaryUnaryMultiCallable[_signaling_pb2.GetIceServersRequest, _signaling_pb2.GetIceServersResponse]  # type: ignore[assignment]
-    """Returns ICE servers (STUN, and TURN with short-lived credentials) for the caller."""
+    """Returns ICE servers (STUN, and TURN with short-lived credentials) to a participant
+    of a visit whose join window is open (shown by the visit's join token).
+    """
     StartPreCallCheck: _aio.UnaryUnaryMultiCallable[_signaling_pb2.StartPreCallCheckRequest, _signaling_pb2.StartPreCallCheckResponse]  # type: ignore[assignment]
     """Starts a pre-call connectivity check: the service answers the caller's offer with an
     echo peer that sends the caller's media back and measures the path.
@@ -239,7 +243,9 @@ class SignalingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _signaling_pb2.GetIceServersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_signaling_pb2.GetIceServersResponse, _abc.Awaitable[_signaling_pb2.GetIceServersResponse]]:
-        """Returns ICE servers (STUN, and TURN with short-lived credentials) for the caller."""
+        """Returns ICE servers (STUN, and TURN with short-lived credentials) to a participant
+        of a visit whose join window is open (shown by the visit's join token).
+        """
 
     @_abc_1.abstractmethod
     def StartPreCallCheck(

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telemesh/session/v1/session.proto.
  */
 export const file_telemesh_session_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("CiF0ZWxlbWVzaC9zZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SE3RlbGVtZXNoLnNlc3Npb24udjEirgEKB1BhdGllbnQSEgoKcGF0aWVudF9pZBgBIAEoCRIaCgxkaXNwbGF5X25hbWUYAiABKAlCBIi1GAESGAoKYmlydGhfZGF0ZRgDIAEoCUIEiLUYARITCgVlbWFpbBgEIAEoCUIEiLUYARITCgVwaG9uZRgFIAEoCUIEiLUYARIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi2gEKCUNsaW5pY2lhbhIUCgxjbGluaWNpYW5faWQYASABKAkSGgoMZGlzcGxheV9uYW1lGAIgASgJQgSItRgBEhgKCmJpcnRoX2RhdGUYAyABKAlCBIi1GAESEwoFZW1haWwYBCABKAlCBIi1GAESEwoFcGhvbmUYBSABKAlCBIi1GAESEQoJdGltZV96b25lGAYgASgJEhMKC3ByYWN0aWNlX2lkGAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsCgtXZWVrbHlIb3VycxIrCgNkYXkYASABKA4yHi50ZWxlbWVzaC5zZXNzaW9uLnYxLkRheU9mV2VlaxIYChBzdGFydF9sb2NhbF90aW1lGAIgASgJEhYKDmVuZF9sb2NhbF90aW1lGAMgASgJIq8BCgxBdmFpbGFiaWxpdHkSFAoMY2xpbmljaWFuX2lkGAEgASgJEhEKCXRpbWVfem9uZRgCIAEoCRIvCgVob3VycxgDIAMoCzIgLnRlbGVtZXNoLnNlc3Npb24udjEuV2Vla2x5SG91cnMSFAoMc2xvdF9taW51dGVzGAQgASgFEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLHAQoVQXZhaWxhYmlsaXR5RXhjZXB0aW9uEhQKDGV4Y2VwdGlvbl9pZBgBIAEoCRIUCgxjbGluaWNpYW5faWQYAiABKAkSEgoKbG9jYWxfZGF0ZRgDIAEoCRI8CgRraW5kGAQgASgOMi4udGVsZW1lc2guc2Vzc2lvbi52MS5BdmFpbGFiaWxpdHlFeGNlcHRpb25LaW5kEhgKEHN0YXJ0X2xvY2FsX3RpbWUYBSABKAkSFgoOZW5kX2xvY2FsX3RpbWUYBiABKAkiegoEU2xvdBIUCgxjbGluaWNpYW5faWQYASABKAkSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItQBCg9WaXNpdFRyYW5zaXRpb24SMwoKZnJvbV9zdGF0ZRgBIAEoDjIfLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXRTdGF0ZRIxCgh0b19zdGF0ZRgCIAEoDjIfLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXRTdGF0ZRIzCg90cmFuc2l0aW9uX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFjdG9yX2lkGAQgASgJEhIKCmFjdG9yX3JvbGUYBSABKAkibwoPQ29ubmVjdGVkUGVyaW9kEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLqBAoFVmlzaXQSEAoIdmlzaXRfaWQYASABKAkSEgoKcGF0aWVudF9pZBgCIAEoCRIUCgxjbGluaWNpYW5faWQYAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KBXN0YXRlGAYgASgOMh8udGVsZW1lc2guc2Vzc2lvbi52MS5WaXNpdFN0YXRlEj4KEHBhdGllbnRfbG9jYXRpb24YByABKA4yJC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnRMb2NhdGlvbhI5Cgt0cmFuc2l0aW9ucxgIIAMoCzIkLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXRUcmFuc2l0aW9uEj8KEWNvbm5lY3RlZF9wZXJpb2RzGAkgAygLMiQudGVsZW1lc2guc2Vzc2lvbi52MS5Db25uZWN0ZWRQZXJpb2QSGQoRY29ubmVjdGVkX3NlY29uZHMYCiABKAMSFwoPZGlhZ25vc2lzX2NvZGVzGAsgAygJEhIKCmF1ZGlvX29ubHkYDCABKAgSOAoNY2FuY2VsX3JlYXNvbhgNIAEoDjIhLnRlbGVtZXNoLnNlc3Npb24udjEuQ2FuY2VsUmVhc29uEhMKC3RyYWNlcGFyZW50GA4gASgJEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtuZXdfcGF0aWVudBgQIAEoCCJZChRDcmVhdGVQYXRpZW50UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEi0KB3BhdGllbnQYAiABKAsyHC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnQiRgoVQ3JlYXRlUGF0aWVudFJlc3BvbnNlEi0KB3BhdGllbnQYASABKAsyHC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnQiJwoRR2V0UGF0aWVudFJlcXVlc3QSEgoKcGF0aWVudF9pZBgBIAEoCSJDChJHZXRQYXRpZW50UmVzcG9uc2USLQoHcGF0aWVudBgBIAEoCzIcLnRlbGVtZXNoLnNlc3Npb24udjEuUGF0aWVudCJfChZDcmVhdGVDbGluaWNpYW5SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSMQoJY2xpbmljaWFuGAIgASgLMh4udGVsZW1lc2guc2Vzc2lvbi52MS5DbGluaWNpYW4iTAoXQ3JlYXRlQ2xpbmljaWFuUmVzcG9uc2USMQoJY2xpbmljaWFuGAEgASgLMh4udGVsZW1lc2guc2Vzc2lvbi52MS5DbGluaWNpYW4iKwoTR2V0Q2xpbmljaWFuUmVxdWVzdBIUCgxjbGluaWNpYW5faWQYASABKAkiSQoUR2V0Q2xpbmljaWFuUmVzcG9uc2USMQoJY2xpbmljaWFuGAEgASgLMh4udGVsZW1lc2guc2Vzc2lvbi52MS5DbGluaWNpYW4iogEKHFNldFdlZWtseUF2YWlsYWJpbGl0eVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIUCgxjbGluaWNpYW5faWQYAiABKAkSEQoJdGltZV96b25lGAMgASgJEi8KBWhvdXJzGAQgAygLMiAudGVsZW1lc2guc2Vzc2lvbi52MS5XZWVrbHlIb3VycxIUCgxzbG90X21pbnV0ZXMYBSABKAUiWAodU2V0V2Vla2x5QXZhaWxhYmlsaXR5UmVzcG9uc2USNwoMYXZhaWxhYmlsaXR5GAEgASgLMiEudGVsZW1lc2guc2Vzc2lvbi52MS5BdmFpbGFiaWxpdHkidAofQWRkQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEj0KCWV4Y2VwdGlvbhgCIAEoCzIqLnRlbGVtZXNoLnNlc3Npb24udjEuQXZhaWxhYmlsaXR5RXhjZXB0aW9uImEKIEFkZEF2YWlsYWJpbGl0eUV4Y2VwdGlvblJlc3BvbnNlEj0KCWV4Y2VwdGlvbhgBIAEoCzIqLnRlbGVtZXNoLnNlc3Npb24udjEuQXZhaWxhYmlsaXR5RXhjZXB0aW9uIk4KIkRlbGV0ZUF2YWlsYWJpbGl0eUV4Y2VwdGlvblJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIUCgxleGNlcHRpb25faWQYAiABKAkiJQojRGVsZXRlQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVzcG9uc2UikgEKIUxpc3RBdmFpbGFiaWxpdHlFeGNlcHRpb25zUmVxdWVzdBIUCgxjbGluaWNpYW5faWQYASABKAkSGAoQc3RhcnRfbG9jYWxfZGF0ZRgCIAEoCRIWCg5lbmRfbG9jYWxfZGF0ZRgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJ9CiJMaXN0QXZhaWxhYmlsaXR5RXhjZXB0aW9uc1Jlc3BvbnNlEj4KCmV4Y2VwdGlvbnMYASADKAsyKi50ZWxlbWVzaC5zZXNzaW9uLnYxLkF2YWlsYWJpbGl0eUV4Y2VwdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkirQEKEExpc3RTbG90c1JlcXVlc3QSFAoMY2xpbmljaWFuX2lkGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJWChFMaXN0U2xvdHNSZXNwb25zZRIoCgVzbG90cxgBIAMoCzIZLnRlbGVtZXNoLnNlc3Npb24udjEuU2xvdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkigAEKEEJvb2tWaXNpdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIUCgxjbGluaWNpYW5faWQYAiABKAkSEgoKcGF0aWVudF9pZBgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+ChFCb29rVmlzaXRSZXNwb25zZRIpCgV2aXNpdBgBIAEoCzIaLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXQiIwoPR2V0VmlzaXRSZXF1ZXN0EhAKCHZpc2l0X2lkGAEgASgJIj0KEEdldFZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IpUBChFMaXN0VmlzaXRzUmVxdWVzdBISCgpwYXRpZW50X2lkGAEgASgJEhQKDGNsaW5pY2lhbl9pZBgCIAEoCRIvCgZzdGF0ZXMYAyADKA4yHy50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0U3RhdGUSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiWQoSTGlzdFZpc2l0c1Jlc3BvbnNlEioKBnZpc2l0cxgBIAMoCzIaLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KEkNhbmNlbFZpc2l0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpc2l0X2lkGAIgASgJEjEKBnJlYXNvbhgDIAEoDjIhLnRlbGVtZXNoLnNlc3Npb24udjEuQ2FuY2VsUmVhc29uIkAKE0NhbmNlbFZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0InIKFlJlc2NoZWR1bGVWaXNpdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aXNpdF9pZBgCIAEoCRIyCg5uZXdfc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRAoXUmVzY2hlZHVsZVZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IjkKEU1hcmtOb1Nob3dSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEAoIdmlzaXRfaWQYAiABKAkiPwoSTWFya05vU2hvd1Jlc3BvbnNlEikKBXZpc2l0GAEgASgLMhoudGVsZW1lc2guc2Vzc2lvbi52MS5WaXNpdCJ2Cg5DaGVja0luUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpc2l0X2lkGAIgASgJEj4KEHBhdGllbnRfbG9jYXRpb24YAyABKA4yJC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnRMb2NhdGlvbiI8Cg9DaGVja0luUmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IjsKE0FkbWl0UGF0aWVudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aXNpdF9pZBgCIAEoCSJBChRBZG1pdFBhdGllbnRSZXNwb25zZRIpCgV2aXNpdBgBIAEoCzIaLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXQiaQoUQ29tcGxldGVWaXNpdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aXNpdF9pZBgCIAEoCRIXCg9kaWFnbm9zaXNfY29kZXMYAyADKAkSEgoKYXVkaW9fb25seRgEIAEoCCJCChVDb21wbGV0ZVZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IqwBChxSZWNvcmRDb25uZWN0aW9uRXZlbnRSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEAoIdmlzaXRfaWQYAiABKAkSNgoEa2luZBgDIAEoDjIoLnRlbGVtZXNoLnNlc3Npb24udjEuQ29ubmVjdGlvbkV2ZW50S2luZBIuCgpldmVudF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6Ch1SZWNvcmRDb25uZWN0aW9uRXZlbnRSZXNwb25zZRIZChFjb25uZWN0ZWRfc2Vjb25kcxgBIAEoAyIpChVJc3N1ZUpvaW5Ub2tlblJlcXVlc3QSEAoIdmlzaXRfaWQYASABKAkikQEKFklzc3VlSm9pblRva2VuUmVzcG9uc2USEgoKam9pbl90b2tlbhgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoEcm9sZRgDIAEoDjIkLnRlbGVtZXNoLnNlc3Npb24udjEuUGFydGljaXBhbnRSb2xlIhkKF0dldEpvaW5Ub2tlbktleXNSZXF1ZXN0Ii0KGEdldEpvaW5Ub2tlbktleXNSZXNwb25zZRIRCglqd2tzX2pzb24YASABKAkqyQEKClZpc2l0U3RhdGUSGwoXVklTSVRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJWSVNJVF9TVEFURV9CT09LRUQQARIaChZWSVNJVF9TVEFURV9DSEVDS0VEX0lOEAISGwoXVklTSVRfU1RBVEVfSU5fUFJPR1JFU1MQAxIZChVWSVNJVF9TVEFURV9DT01QTEVURUQQBBIZChVWSVNJVF9TVEFURV9DQU5DRUxMRUQQBRIXChNWSVNJVF9TVEFURV9OT19TSE9XEAYqagoPUGF0aWVudExvY2F0aW9uEiAKHFBBVElFTlRfTE9DQVRJT05fVU5TUEVDSUZJRUQQABIZChVQQVRJRU5UX0xPQ0FUSU9OX0hPTUUQARIaChZQQVRJRU5UX0xPQ0FUSU9OX09USEVSEAIq2AEKCURheU9mV2VlaxIbChdEQVlfT0ZfV0VFS19VTlNQRUNJRklFRBAAEhYKEkRBWV9PRl9XRUVLX01PTkRBWRABEhcKE0RBWV9PRl9XRUVLX1RVRVNEQVkQAhIZChVEQVlfT0ZfV0VFS19XRURORVNEQVkQAxIYChREQVlfT0ZfV0VFS19USFVSU0RBWRAEEhYKEkRBWV9PRl9XRUVLX0ZSSURBWRAFEhgKFERBWV9PRl9XRUVLX1NBVFVSREFZEAYSFgoSREFZX09GX1dFRUtfU1VOREFZEAcqnwEKGUF2YWlsYWJpbGl0eUV4Y2VwdGlvbktpbmQSKwonQVZBSUxBQklMSVRZX0VYQ0VQVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASKAokQVZBSUxBQklMSVRZX0VYQ0VQVElPTl9LSU5EX1RJTUVfT0ZGEAESKwonQVZBSUxBQklMSVRZX0VYQ0VQVElPTl9LSU5EX0VYVFJBX0hPVVJTEAIq2gEKDENhbmNlbFJlYXNvbhIdChlDQU5DRUxfUkVBU09OX1VOU1BFQ0lGSUVEEAASIQodQ0FOQ0VMX1JFQVNPTl9QQVRJRU5UX1JFUVVFU1QQARInCiNDQU5DRUxfUkVBU09OX0NMSU5JQ0lBTl9VTkFWQUlMQUJMRRACEiEKHUNBTkNFTF9SRUFTT05fQk9PS0VEX0lOX0VSUk9SEAMSIwofQ0FOQ0VMX1JFQVNPTl9URUNITklDQUxfUFJPQkxFTRAEEhcKE0NBTkNFTF9SRUFTT05fT1RIRVIQBSpxCg9QYXJ0aWNpcGFudFJvbGUSIAocUEFSVElDSVBBTlRfUk9MRV9VTlNQRUNJRklFRBAAEhwKGFBBUlRJQ0lQQU5UX1JPTEVfUEFUSUVOVBABEh4KGlBBUlRJQ0lQQU5UX1JPTEVfQ0xJTklDSUFOEAIqiQEKE0Nvbm5lY3Rpb25FdmVudEtpbmQSJQohQ09OTkVDVElPTl9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASIwofQ09OTkVDVElPTl9FVkVOVF9LSU5EX0NPTk5FQ1RFRBABEiYKIkNPTk5FQ1RJT05fRVZFTlRfS0lORF9ESVNDT05ORUNURUQQAjKYEgoOU2Vzc2lvblNlcnZpY2USZgoNQ3JlYXRlUGF0aWVudBIpLnRlbGVtZXNoLnNlc3Npb24udjEuQ3JlYXRlUGF0aWVudFJlcXVlc3QaKi50ZWxlbWVzaC5zZXNzaW9uLnYxLkNyZWF0ZVBhdGllbnRSZXNwb25zZRJiCgpHZXRQYXRpZW50EiYudGVsZW1lc2guc2Vzc2lvbi52MS5HZXRQYXRpZW50UmVxdWVzdBonLnRlbGVtZXNoLnNlc3Npb24udjEuR2V0UGF0aWVudFJlc3BvbnNlIgOQAgESbAoPQ3JlYXRlQ2xpbmljaWFuEisudGVsZW1lc2guc2Vzc2lvbi52MS5DcmVhdGVDbGluaWNpYW5SZXF1ZXN0GiwudGVsZW1lc2guc2Vzc2lvbi52MS5DcmVhdGVDbGluaWNpYW5SZXNwb25zZRJoCgxHZXRDbGluaWNpYW4SKC50ZWxlbWVzaC5zZXNzaW9uLnYxLkdldENsaW5pY2lhblJlcXVlc3QaKS50ZWxlbWVzaC5zZXNzaW9uLnYxLkdldENsaW5pY2lhblJlc3BvbnNlIgOQAgESfgoVU2V0V2Vla2x5QXZhaWxhYmlsaXR5EjEudGVsZW1lc2guc2Vzc2lvbi52MS5TZXRXZWVrbHlBdmFpbGFiaWxpdHlSZXF1ZXN0GjIudGVsZW1lc2guc2Vzc2lvbi52MS5TZXRXZWVrbHlBdmFpbGFiaWxpdHlSZXNwb25zZRKHAQoYQWRkQXZhaWxhYmlsaXR5RXhjZXB0aW9uEjQudGVsZW1lc2guc2Vzc2lvbi52MS5BZGRBdmFpbGFiaWxpdHlFeGNlcHRpb25SZXF1ZXN0GjUudGVsZW1lc2guc2Vzc2lvbi52MS5BZGRBdmFpbGFiaWxpdHlFeGNlcHRpb25SZXNwb25zZRKQAQobRGVsZXRlQXZhaWxhYmlsaXR5RXhjZXB0aW9uEjcudGVsZW1lc2guc2Vzc2lvbi52MS5EZWxldGVBdmFpbGFiaWxpdHlFeGNlcHRpb25SZXF1ZXN0GjgudGVsZW1lc2guc2Vzc2lvbi52MS5EZWxldGVBdmFpbGFiaWxpdHlFeGNlcHRpb25SZXNwb25zZRKSAQoaTGlzdEF2YWlsYWJpbGl0eUV4Y2VwdGlvbnMSNi50ZWxlbWVzaC5zZXNzaW9uLnYxLkxpc3RBdmFpbGFiaWxpdHlFeGNlcHRpb25zUmVxdWVzdBo3LnRlbGVtZXNoLnNlc3Npb24udjEuTGlzdEF2YWlsYWJpbGl0eUV4Y2VwdGlvbnNSZXNwb25zZSIDkAIBEl8KCUxpc3RTbG90cxIlLnRlbGVtZXNoLnNlc3Npb24udjEuTGlzdFNsb3RzUmVxdWVzdBomLnRlbGVtZXNoLnNlc3Npb24udjEuTGlzdFNsb3RzUmVzcG9uc2UiA5ACARJaCglCb29rVmlzaXQSJS50ZWxlbWVzaC5zZXNzaW9uLnYxLkJvb2tWaXNpdFJlcXVlc3QaJi50ZWxlbWVzaC5zZXNzaW9uLnYxLkJvb2tWaXNpdFJlc3BvbnNlElwKCEdldFZpc2l0EiQudGVsZW1lc2guc2Vzc2lvbi52MS5HZXRWaXNpdFJlcXVlc3QaJS50ZWxlbWVzaC5zZXNzaW9uLnYxLkdldFZpc2l0UmVzcG9uc2UiA5ACARJiCgpMaXN0VmlzaXRzEiYudGVsZW1lc2guc2Vzc2lvbi52MS5MaXN0VmlzaXRzUmVxdWVzdBonLnRlbGVtZXNoLnNlc3Npb24udjEuTGlzdFZpc2l0c1Jlc3BvbnNlIgOQAgESYAoLQ2FuY2VsVmlzaXQSJy50ZWxlbWVzaC5zZXNzaW9uLnYxLkNhbmNlbFZpc2l0UmVxdWVzdBooLnRlbGVtZXNoLnNlc3Npb24udjEuQ2FuY2VsVmlzaXRSZXNwb25zZRJsCg9SZXNjaGVkdWxlVmlzaXQSKy50ZWxlbWVzaC5zZXNzaW9uLnYxLlJlc2NoZWR1bGVWaXNpdFJlcXVlc3QaLC50ZWxlbWVzaC5zZXNzaW9uLnYxLlJlc2NoZWR1bGVWaXNpdFJlc3BvbnNlEl0KCk1hcmtOb1Nob3cSJi50ZWxlbWVzaC5zZXNzaW9uLnYxLk1hcmtOb1Nob3dSZXF1ZXN0GicudGVsZW1lc2guc2Vzc2lvbi52MS5NYXJrTm9TaG93UmVzcG9uc2USVAoHQ2hlY2tJbhIjLnRlbGVtZXNoLnNlc3Npb24udjEuQ2hlY2tJblJlcXVlc3QaJC50ZWxlbWVzaC5zZXNzaW9uLnYxLkNoZWNrSW5SZXNwb25zZRJjCgxBZG1pdFBhdGllbnQSKC50ZWxlbWVzaC5zZXNzaW9uLnYxLkFkbWl0UGF0aWVudFJlcXVlc3QaKS50ZWxlbWVzaC5zZXNzaW9uLnYxLkFkbWl0UGF0aWVudFJlc3BvbnNlEmYKDUNvbXBsZXRlVmlzaXQSKS50ZWxlbWVzaC5zZXNzaW9uLnYxLkNvbXBsZXRlVmlzaXRSZXF1ZXN0GioudGVsZW1lc2guc2Vzc2lvbi52MS5Db21wbGV0ZVZpc2l0UmVzcG9uc2USfgoVUmVjb3JkQ29ubmVjdGlvbkV2ZW50EjEudGVsZW1lc2guc2Vzc2lvbi52MS5SZWNvcmRDb25uZWN0aW9uRXZlbnRSZXF1ZXN0GjIudGVsZW1lc2guc2Vzc2lvbi52MS5SZWNvcmRDb25uZWN0aW9uRXZlbnRSZXNwb25zZRJpCg5Jc3N1ZUpvaW5Ub2tlbhIqLnRlbGVtZXNoLnNlc3Npb24udjEuSXNzdWVKb2luVG9rZW5SZXF1ZXN0GisudGVsZW1lc2guc2Vzc2lvbi52MS5Jc3N1ZUpvaW5Ub2tlblJlc3BvbnNlEnQKEEdldEpvaW5Ub2tlbktleXMSLC50ZWxlbWVzaC5zZXNzaW9uLnYxLkdldEpvaW5Ub2tlbktleXNSZXF1ZXN0Gi0udGVsZW1lc2guc2Vzc2lvbi52MS5HZXRKb2luVG9rZW5LZXlzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_telemesh_common_v1_options]);
+  fileDesc("CiF0ZWxlbWVzaC9zZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SE3RlbGVtZXNoLnNlc3Npb24udjEirgEKB1BhdGllbnQSEgoKcGF0aWVudF9pZBgBIAEoCRIaCgxkaXNwbGF5X25hbWUYAiABKAlCBIi1GAESGAoKYmlydGhfZGF0ZRgDIAEoCUIEiLUYARITCgVlbWFpbBgEIAEoCUIEiLUYARITCgVwaG9uZRgFIAEoCUIEiLUYARIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi2gEKCUNsaW5pY2lhbhIUCgxjbGluaWNpYW5faWQYASABKAkSGgoMZGlzcGxheV9uYW1lGAIgASgJQgSItRgBEhgKCmJpcnRoX2RhdGUYAyABKAlCBIi1GAESEwoFZW1haWwYBCABKAlCBIi1GAESEwoFcGhvbmUYBSABKAlCBIi1GAESEQoJdGltZV96b25lGAYgASgJEhMKC3ByYWN0aWNlX2lkGAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsCgtXZWVrbHlIb3VycxIrCgNkYXkYASABKA4yHi50ZWxlbWVzaC5zZXNzaW9uLnYxLkRheU9mV2VlaxIYChBzdGFydF9sb2NhbF90aW1lGAIgASgJEhYKDmVuZF9sb2NhbF90aW1lGAMgASgJIq8BCgxBdmFpbGFiaWxpdHkSFAoMY2xpbmljaWFuX2lkGAEgASgJEhEKCXRpbWVfem9uZRgCIAEoCRIvCgVob3VycxgDIAMoCzIgLnRlbGVtZXNoLnNlc3Npb24udjEuV2Vla2x5SG91cnMSFAoMc2xvdF9taW51dGVzGAQgASgFEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLHAQoVQXZhaWxhYmlsaXR5RXhjZXB0aW9uEhQKDGV4Y2VwdGlvbl9pZBgBIAEoCRIUCgxjbGluaWNpYW5faWQYAiABKAkSEgoKbG9jYWxfZGF0ZRgDIAEoCRI8CgRraW5kGAQgASgOMi4udGVsZW1lc2guc2Vzc2lvbi52MS5BdmFpbGFiaWxpdHlFeGNlcHRpb25LaW5kEhgKEHN0YXJ0X2xvY2FsX3RpbWUYBSABKAkSFgoOZW5kX2xvY2FsX3RpbWUYBiABKAkiegoEU2xvdBIUCgxjbGluaWNpYW5faWQYASABKAkSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItQBCg9WaXNpdFRyYW5zaXRpb24SMwoKZnJvbV9zdGF0ZRgBIAEoDjIfLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXRTdGF0ZRIxCgh0b19zdGF0ZRgCIAEoDjIfLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXRTdGF0ZRIzCg90cmFuc2l0aW9uX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFjdG9yX2lkGAQgASgJEhIKCmFjdG9yX3JvbGUYBSABKAkibwoPQ29ubmVjdGVkUGVyaW9kEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLqBAoFVmlzaXQSEAoIdmlzaXRfaWQYASABKAkSEgoKcGF0aWVudF9pZBgCIAEoCRIUCgxjbGluaWNpYW5faWQYAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KBXN0YXRlGAYgASgOMh8udGVsZW1lc2guc2Vzc2lvbi52MS5WaXNpdFN0YXRlEj4KEHBhdGllbnRfbG9jYXRpb24YByABKA4yJC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnRMb2NhdGlvbhI5Cgt0cmFuc2l0aW9ucxgIIAMoCzIkLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXRUcmFuc2l0aW9uEj8KEWNvbm5lY3RlZF9wZXJpb2RzGAkgAygLMiQudGVsZW1lc2guc2Vzc2lvbi52MS5Db25uZWN0ZWRQZXJpb2QSGQoRY29ubmVjdGVkX3NlY29uZHMYCiABKAMSFwoPZGlhZ25vc2lzX2NvZGVzGAsgAygJEhIKCmF1ZGlvX29ubHkYDCABKAgSOAoNY2FuY2VsX3JlYXNvbhgNIAEoDjIhLnRlbGVtZXNoLnNlc3Npb24udjEuQ2FuY2VsUmVhc29uEhMKC3RyYWNlcGFyZW50GA4gASgJEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtuZXdfcGF0aWVudBgQIAEoCCJZChRDcmVhdGVQYXRpZW50UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEi0KB3BhdGllbnQYAiABKAsyHC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnQiRgoVQ3JlYXRlUGF0aWVudFJlc3BvbnNlEi0KB3BhdGllbnQYASABKAsyHC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnQiJwoRR2V0UGF0aWVudFJlcXVlc3QSEgoKcGF0aWVudF9pZBgBIAEoCSJDChJHZXRQYXRpZW50UmVzcG9uc2USLQoHcGF0aWVudBgBIAEoCzIcLnRlbGVtZXNoLnNlc3Npb24udjEuUGF0aWVudCJfChZDcmVhdGVDbGluaWNpYW5SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSMQoJY2xpbmljaWFuGAIgASgLMh4udGVsZW1lc2guc2Vzc2lvbi52MS5DbGluaWNpYW4iTAoXQ3JlYXRlQ2xpbmljaWFuUmVzcG9uc2USMQoJY2xpbmljaWFuGAEgASgLMh4udGVsZW1lc2guc2Vzc2lvbi52MS5DbGluaWNpYW4iKwoTR2V0Q2xpbmljaWFuUmVxdWVzdBIUCgxjbGluaWNpYW5faWQYASABKAkiSQoUR2V0Q2xpbmljaWFuUmVzcG9uc2USMQoJY2xpbmljaWFuGAEgASgLMh4udGVsZW1lc2guc2Vzc2lvbi52MS5DbGluaWNpYW4iogEKHFNldFdlZWtseUF2YWlsYWJpbGl0eVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIUCgxjbGluaWNpYW5faWQYAiABKAkSEQoJdGltZV96b25lGAMgASgJEi8KBWhvdXJzGAQgAygLMiAudGVsZW1lc2guc2Vzc2lvbi52MS5XZWVrbHlIb3VycxIUCgxzbG90X21pbnV0ZXMYBSABKAUiWAodU2V0V2Vla2x5QXZhaWxhYmlsaXR5UmVzcG9uc2USNwoMYXZhaWxhYmlsaXR5GAEgASgLMiEudGVsZW1lc2guc2Vzc2lvbi52MS5BdmFpbGFiaWxpdHkidAofQWRkQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEj0KCWV4Y2VwdGlvbhgCIAEoCzIqLnRlbGVtZXNoLnNlc3Npb24udjEuQXZhaWxhYmlsaXR5RXhjZXB0aW9uImEKIEFkZEF2YWlsYWJpbGl0eUV4Y2VwdGlvblJlc3BvbnNlEj0KCWV4Y2VwdGlvbhgBIAEoCzIqLnRlbGVtZXNoLnNlc3Npb24udjEuQXZhaWxhYmlsaXR5RXhjZXB0aW9uIk4KIkRlbGV0ZUF2YWlsYWJpbGl0eUV4Y2VwdGlvblJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIUCgxleGNlcHRpb25faWQYAiABKAkiJQojRGVsZXRlQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVzcG9uc2UikgEKIUxpc3RBdmFpbGFiaWxpdHlFeGNlcHRpb25zUmVxdWVzdBIUCgxjbGluaWNpYW5faWQYASABKAkSGAoQc3RhcnRfbG9jYWxfZGF0ZRgCIAEoCRIWCg5lbmRfbG9jYWxfZGF0ZRgDIAEoCRIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJ9CiJMaXN0QXZhaWxhYmlsaXR5RXhjZXB0aW9uc1Jlc3BvbnNlEj4KCmV4Y2VwdGlvbnMYASADKAsyKi50ZWxlbWVzaC5zZXNzaW9uLnYxLkF2YWlsYWJpbGl0eUV4Y2VwdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkirQEKEExpc3RTbG90c1JlcXVlc3QSFAoMY2xpbmljaWFuX2lkGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJWChFMaXN0U2xvdHNSZXNwb25zZRIoCgVzbG90cxgBIAMoCzIZLnRlbGVtZXNoLnNlc3Npb24udjEuU2xvdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkigAEKEEJvb2tWaXNpdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIUCgxjbGluaWNpYW5faWQYAiABKAkSEgoKcGF0aWVudF9pZBgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+ChFCb29rVmlzaXRSZXNwb25zZRIpCgV2aXNpdBgBIAEoCzIaLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXQiIwoPR2V0VmlzaXRSZXF1ZXN0EhAKCHZpc2l0X2lkGAEgASgJIj0KEEdldFZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IpUBChFMaXN0VmlzaXRzUmVxdWVzdBISCgpwYXRpZW50X2lkGAEgASgJEhQKDGNsaW5pY2lhbl9pZBgCIAEoCRIvCgZzdGF0ZXMYAyADKA4yHy50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0U3RhdGUSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkiWQoSTGlzdFZpc2l0c1Jlc3BvbnNlEioKBnZpc2l0cxgBIAMoCzIaLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KEkNhbmNlbFZpc2l0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpc2l0X2lkGAIgASgJEjEKBnJlYXNvbhgDIAEoDjIhLnRlbGVtZXNoLnNlc3Npb24udjEuQ2FuY2VsUmVhc29uIkAKE0NhbmNlbFZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0InIKFlJlc2NoZWR1bGVWaXNpdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aXNpdF9pZBgCIAEoCRIyCg5uZXdfc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRAoXUmVzY2hlZHVsZVZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IjkKEU1hcmtOb1Nob3dSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEAoIdmlzaXRfaWQYAiABKAkiPwoSTWFya05vU2hvd1Jlc3BvbnNlEikKBXZpc2l0GAEgASgLMhoudGVsZW1lc2guc2Vzc2lvbi52MS5WaXNpdCJ2Cg5DaGVja0luUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEhAKCHZpc2l0X2lkGAIgASgJEj4KEHBhdGllbnRfbG9jYXRpb24YAyABKA4yJC50ZWxlbWVzaC5zZXNzaW9uLnYxLlBhdGllbnRMb2NhdGlvbiI8Cg9DaGVja0luUmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IjsKE0FkbWl0UGF0aWVudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aXNpdF9pZBgCIAEoCSJBChRBZG1pdFBhdGllbnRSZXNwb25zZRIpCgV2aXNpdBgBIAEoCzIaLnRlbGVtZXNoLnNlc3Npb24udjEuVmlzaXQiaQoUQ29tcGxldGVWaXNpdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCgh2aXNpdF9pZBgCIAEoCRIXCg9kaWFnbm9zaXNfY29kZXMYAyADKAkSEgoKYXVkaW9fb25seRgEIAEoCCJCChVDb21wbGV0ZVZpc2l0UmVzcG9uc2USKQoFdmlzaXQYASABKAsyGi50ZWxlbWVzaC5zZXNzaW9uLnYxLlZpc2l0IqwBChxSZWNvcmRDb25uZWN0aW9uRXZlbnRSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEAoIdmlzaXRfaWQYAiABKAkSNgoEa2luZBgDIAEoDjIoLnRlbGVtZXNoLnNlc3Npb24udjEuQ29ubmVjdGlvbkV2ZW50S2luZBIuCgpldmVudF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6Ch1SZWNvcmRDb25uZWN0aW9uRXZlbnRSZXNwb25zZRIZChFjb25uZWN0ZWRfc2Vjb25kcxgBIAEoAyIpChVJc3N1ZUpvaW5Ub2tlblJlcXVlc3QSEAoIdmlzaXRfaWQYASABKAkikQEKFklzc3VlSm9pblRva2VuUmVzcG9uc2USEgoKam9pbl90b2tlbhgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoEcm9sZRgDIAEoDjIkLnRlbGVtZXNoLnNlc3Npb24udjEuUGFydGljaXBhbnRSb2xlIhkKF0dldEpvaW5Ub2tlbktleXNSZXF1ZXN0Ii0KGEdldEpvaW5Ub2tlbktleXNSZXNwb25zZRIRCglqd2tzX2pzb24YASABKAkiSAocQ2hlY2tDYXJlUmVsYXRpb25zaGlwUmVxdWVzdBISCgpwYXRpZW50X2lkGAEgASgJEhQKDGNsaW5pY2lhbl9pZBgCIAEoCSJRCh1DaGVja0NhcmVSZWxhdGlvbnNoaXBSZXNwb25zZRIWCg5wYXRpZW50X2V4aXN0cxgBIAEoCBIYChBoYXNfcmVsYXRpb25zaGlwGAIgASgIIvIBCg1QYXRpZW50QWNjZXNzEhEKCWFjY2Vzc19pZBgBIAEoCRIvCgthY2Nlc3NfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcGF0aWVudF9pZBgDIAEoCRIQCghhY3Rvcl9pZBgEIAEoCRISCgphY3Rvcl9yb2xlGAUgASgJEg8KB3NlcnZpY2UYBiABKAkSDgoGbWV0aG9kGAcgASgJEjMKB291dGNvbWUYCCABKA4yIi50ZWxlbWVzaC5zZXNzaW9uLnYxLkFjY2Vzc091dGNvbWUSDQoFYmFzaXMYCSABKAkigQEKDkFjY2Vzc0xvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgDEjIKBmFjY2VzcxgCIAEoCzIiLnRlbGVtZXNoLnNlc3Npb24udjEuUGF0aWVudEFjY2VzcxIVCg1wcmV2aW91c19oYXNoGAMgASgJEhIKCmVudHJ5X2hhc2gYBCABKAkiZgoaUmVjb3JkUGF0aWVudEFjY2Vzc1JlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRI0CghhY2Nlc3NlcxgCIAMoCzIiLnRlbGVtZXNoLnNlc3Npb24udjEuUGF0aWVudEFjY2VzcyI1ChtSZWNvcmRQYXRpZW50QWNjZXNzUmVzcG9uc2USFgoOcmVjb3JkZWRfY291bnQYASABKAUiVQoYTGlzdFBhdGllbnRBY2Nlc3NSZXF1ZXN0EhIKCnBhdGllbnRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiagoZTGlzdFBhdGllbnRBY2Nlc3NSZXNwb25zZRI0CgdlbnRyaWVzGAEgAygLMiMudGVsZW1lc2guc2Vzc2lvbi52MS5BY2Nlc3NMb2dFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGAoWVmVyaWZ5QWNjZXNzTG9nUmVxdWVzdCKmAQoXVmVyaWZ5QWNjZXNzTG9nUmVzcG9uc2USDgoGaW50YWN0GAEgASgIEhcKD2VudHJpZXNfY2hlY2tlZBgCIAEoAxIaChJmaXJzdF9iYWRfc2VxdWVuY2UYAyABKAMSNgoHcHJvYmxlbRgEIAEoDjIlLnRlbGVtZXNoLnNlc3Npb24udjEuQWNjZXNzTG9nUHJvYmxlbRIOCgZkZXRhaWwYBSABKAkqyQEKClZpc2l0U3RhdGUSGwoXVklTSVRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJWSVNJVF9TVEFURV9CT09LRUQQARIaChZWSVNJVF9TVEFURV9DSEVDS0VEX0lOEAISGwoXVklTSVRfU1RBVEVfSU5fUFJPR1JFU1MQAxIZChVWSVNJVF9TVEFURV9DT01QTEVURUQQBBIZChVWSVNJVF9TVEFURV9DQU5DRUxMRUQQBRIXChNWSVNJVF9TVEFURV9OT19TSE9XEAYqagoPUGF0aWVudExvY2F0aW9uEiAKHFBBVElFTlRfTE9DQVRJT05fVU5TUEVDSUZJRUQQABIZChVQQVRJRU5UX0xPQ0FUSU9OX0hPTUUQARIaChZQQVRJRU5UX0xPQ0FUSU9OX09USEVSEAIq2AEKCURheU9mV2VlaxIbChdEQVlfT0ZfV0VFS19VTlNQRUNJRklFRBAAEhYKEkRBWV9PRl9XRUVLX01PTkRBWRABEhcKE0RBWV9PRl9XRUVLX1RVRVNEQVkQAhIZChVEQVlfT0ZfV0VFS19XRURORVNEQVkQAxIYChREQVlfT0ZfV0VFS19USFVSU0RBWRAEEhYKEkRBWV9PRl9XRUVLX0ZSSURBWRAFEhgKFERBWV9PRl9XRUVLX1NBVFVSREFZEAYSFgoSREFZX09GX1dFRUtfU1VOREFZEAcqnwEKGUF2YWlsYWJpbGl0eUV4Y2VwdGlvbktpbmQSKwonQVZBSUxBQklMSVRZX0VYQ0VQVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASKAokQVZBSUxBQklMSVRZX0VYQ0VQVElPTl9LSU5EX1RJTUVfT0ZGEAESKwonQVZBSUxBQklMSVRZX0VYQ0VQVElPTl9LSU5EX0VYVFJBX0hPVVJTEAIq2gEKDENhbmNlbFJlYXNvbhIdChlDQU5DRUxfUkVBU09OX1VOU1BFQ0lGSUVEEAASIQodQ0FOQ0VMX1JFQVNPTl9QQVRJRU5UX1JFUVVFU1QQARInCiNDQU5DRUxfUkVBU09OX0NMSU5JQ0lBTl9VTkFWQUlMQUJMRRACEiEKHUNBTkNFTF9SRUFTT05fQk9PS0VEX0lOX0VSUk9SEAMSIwofQ0FOQ0VMX1JFQVNPTl9URUNITklDQUxfUFJPQkxFTRAEEhcKE0NBTkNFTF9SRUFTT05fT1RIRVIQBSpxCg9QYXJ0aWNpcGFudFJvbGUSIAocUEFSVElDSVBBTlRfUk9MRV9VTlNQRUNJRklFRBAAEhwKGFBBUlRJQ0lQQU5UX1JPTEVfUEFUSUVOVBABEh4KGlBBUlRJQ0lQQU5UX1JPTEVfQ0xJTklDSUFOEAIqiQEKE0Nvbm5lY3Rpb25FdmVudEtpbmQSJQohQ09OTkVDVElPTl9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASIwofQ09OTkVDVElPTl9FVkVOVF9LSU5EX0NPTk5FQ1RFRBABEiYKIkNPTk5FQ1RJT05fRVZFTlRfS0lORF9ESVNDT05ORUNURUQQAipnCg1BY2Nlc3NPdXRjb21lEh4KGkFDQ0VTU19PVVRDT01FX1VOU1BFQ0lGSUVEEAASGgoWQUNDRVNTX09VVENPTUVfQUxMT1dFRBABEhoKFkFDQ0VTU19PVVRDT01FX1JFRlVTRUQQAiq4AQoQQWNjZXNzTG9nUHJvYmxlbRIiCh5BQ0NFU1NfTE9HX1BST0JMRU1fVU5TUEVDSUZJRUQQABIdChlBQ0NFU1NfTE9HX1BST0JMRU1fRURJVEVEEAESHgoaQUNDRVNTX0xPR19QUk9CTEVNX0RFTEVURUQQAhIgChxBQ0NFU1NfTE9HX1BST0JMRU1fUkVPUkRFUkVEEAMSHwobQUNDRVNTX0xPR19QUk9CTEVNX0lOU0VSVEVEEAQyhBYKDlNlc3Npb25TZXJ2aWNlEmYKDUNyZWF0ZVBhdGllbnQSKS50ZWxlbWVzaC5zZXNzaW9uLnYxLkNyZWF0ZVBhdGllbnRSZXF1ZXN0GioudGVsZW1lc2guc2Vzc2lvbi52MS5DcmVhdGVQYXRpZW50UmVzcG9uc2USYgoKR2V0UGF0aWVudBImLnRlbGVtZXNoLnNlc3Npb24udjEuR2V0UGF0aWVudFJlcXVlc3QaJy50ZWxlbWVzaC5zZXNzaW9uLnYxLkdldFBhdGllbnRSZXNwb25zZSIDkAIBEmwKD0NyZWF0ZUNsaW5pY2lhbhIrLnRlbGVtZXNoLnNlc3Npb24udjEuQ3JlYXRlQ2xpbmljaWFuUmVxdWVzdBosLnRlbGVtZXNoLnNlc3Npb24udjEuQ3JlYXRlQ2xpbmljaWFuUmVzcG9uc2USaAoMR2V0Q2xpbmljaWFuEigudGVsZW1lc2guc2Vzc2lvbi52MS5HZXRDbGluaWNpYW5SZXF1ZXN0GikudGVsZW1lc2guc2Vzc2lvbi52MS5HZXRDbGluaWNpYW5SZXNwb25zZSIDkAIBEn4KFVNldFdlZWtseUF2YWlsYWJpbGl0eRIxLnRlbGVtZXNoLnNlc3Npb24udjEuU2V0V2Vla2x5QXZhaWxhYmlsaXR5UmVxdWVzdBoyLnRlbGVtZXNoLnNlc3Npb24udjEuU2V0V2Vla2x5QXZhaWxhYmlsaXR5UmVzcG9uc2UShwEKGEFkZEF2YWlsYWJpbGl0eUV4Y2VwdGlvbhI0LnRlbGVtZXNoLnNlc3Npb24udjEuQWRkQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVxdWVzdBo1LnRlbGVtZXNoLnNlc3Npb24udjEuQWRkQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVzcG9uc2USkAEKG0RlbGV0ZUF2YWlsYWJpbGl0eUV4Y2VwdGlvbhI3LnRlbGVtZXNoLnNlc3Npb24udjEuRGVsZXRlQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVxdWVzdBo4LnRlbGVtZXNoLnNlc3Npb24udjEuRGVsZXRlQXZhaWxhYmlsaXR5RXhjZXB0aW9uUmVzcG9uc2USkgEKGkxpc3RBdmFpbGFiaWxpdHlFeGNlcHRpb25zEjYudGVsZW1lc2guc2Vzc2lvbi52MS5MaXN0QXZhaWxhYmlsaXR5RXhjZXB0aW9uc1JlcXVlc3QaNy50ZWxlbWVzaC5zZXNzaW9uLnYxLkxpc3RBdmFpbGFiaWxpdHlFeGNlcHRpb25zUmVzcG9uc2UiA5ACARJfCglMaXN0U2xvdHMSJS50ZWxlbWVzaC5zZXNzaW9uLnYxLkxpc3RTbG90c1JlcXVlc3QaJi50ZWxlbWVzaC5zZXNzaW9uLnYxLkxpc3RTbG90c1Jlc3BvbnNlIgOQAgESWgoJQm9va1Zpc2l0EiUudGVsZW1lc2guc2Vzc2lvbi52MS5Cb29rVmlzaXRSZXF1ZXN0GiYudGVsZW1lc2guc2Vzc2lvbi52MS5Cb29rVmlzaXRSZXNwb25zZRJcCghHZXRWaXNpdBIkLnRlbGVtZXNoLnNlc3Npb24udjEuR2V0VmlzaXRSZXF1ZXN0GiUudGVsZW1lc2guc2Vzc2lvbi52MS5HZXRWaXNpdFJlc3BvbnNlIgOQAgESYgoKTGlzdFZpc2l0cxImLnRlbGVtZXNoLnNlc3Npb24udjEuTGlzdFZpc2l0c1JlcXVlc3QaJy50ZWxlbWVzaC5zZXNzaW9uLnYxLkxpc3RWaXNpdHNSZXNwb25zZSIDkAIBEmAKC0NhbmNlbFZpc2l0EicudGVsZW1lc2guc2Vzc2lvbi52MS5DYW5jZWxWaXNpdFJlcXVlc3QaKC50ZWxlbWVzaC5zZXNzaW9uLnYxLkNhbmNlbFZpc2l0UmVzcG9uc2USbAoPUmVzY2hlZHVsZVZpc2l0EisudGVsZW1lc2guc2Vzc2lvbi52MS5SZXNjaGVkdWxlVmlzaXRSZXF1ZXN0GiwudGVsZW1lc2guc2Vzc2lvbi52MS5SZXNjaGVkdWxlVmlzaXRSZXNwb25zZRJdCgpNYXJrTm9TaG93EiYudGVsZW1lc2guc2Vzc2lvbi52MS5NYXJrTm9TaG93UmVxdWVzdBonLnRlbGVtZXNoLnNlc3Npb24udjEuTWFya05vU2hvd1Jlc3BvbnNlElQKB0NoZWNrSW4SIy50ZWxlbWVzaC5zZXNzaW9uLnYxLkNoZWNrSW5SZXF1ZXN0GiQudGVsZW1lc2guc2Vzc2lvbi52MS5DaGVja0luUmVzcG9uc2USYwoMQWRtaXRQYXRpZW50EigudGVsZW1lc2guc2Vzc2lvbi52MS5BZG1pdFBhdGllbnRSZXF1ZXN0GikudGVsZW1lc2guc2Vzc2lvbi52MS5BZG1pdFBhdGllbnRSZXNwb25zZRJmCg1Db21wbGV0ZVZpc2l0EikudGVsZW1lc2guc2Vzc2lvbi52MS5Db21wbGV0ZVZpc2l0UmVxdWVzdBoqLnRlbGVtZXNoLnNlc3Npb24udjEuQ29tcGxldGVWaXNpdFJlc3BvbnNlEn4KFVJlY29yZENvbm5lY3Rpb25FdmVudBIxLnRlbGVtZXNoLnNlc3Npb24udjEuUmVjb3JkQ29ubmVjdGlvbkV2ZW50UmVxdWVzdBoyLnRlbGVtZXNoLnNlc3Npb24udjEuUmVjb3JkQ29ubmVjdGlvbkV2ZW50UmVzcG9uc2USaQoOSXNzdWVKb2luVG9rZW4SKi50ZWxlbWVzaC5zZXNzaW9uLnYxLklzc3VlSm9pblRva2VuUmVxdWVzdBorLnRlbGVtZXNoLnNlc3Npb24udjEuSXNzdWVKb2luVG9rZW5SZXNwb25zZRJ0ChBHZXRKb2luVG9rZW5LZXlzEiwudGVsZW1lc2guc2Vzc2lvbi52MS5HZXRKb2luVG9rZW5LZXlzUmVxdWVzdBotLnRlbGVtZXNoLnNlc3Npb24udjEuR2V0Sm9pblRva2VuS2V5c1Jlc3BvbnNlIgOQAgESgwEKFUNoZWNrQ2FyZVJlbGF0aW9uc2hpcBIxLnRlbGVtZXNoLnNlc3Npb24udjEuQ2hlY2tDYXJlUmVsYXRpb25zaGlwUmVxdWVzdBoyLnRlbGVtZXNoLnNlc3Npb24udjEuQ2hlY2tDYXJlUmVsYXRpb25zaGlwUmVzcG9uc2UiA5ACARJ4ChNSZWNvcmRQYXRpZW50QWNjZXNzEi8udGVsZW1lc2guc2Vzc2lvbi52MS5SZWNvcmRQYXRpZW50QWNjZXNzUmVxdWVzdBowLnRlbGVtZXNoLnNlc3Npb24udjEuUmVjb3JkUGF0aWVudEFjY2Vzc1Jlc3BvbnNlEncKEUxpc3RQYXRpZW50QWNjZXNzEi0udGVsZW1lc2guc2Vzc2lvbi52MS5MaXN0UGF0aWVudEFjY2Vzc1JlcXVlc3QaLi50ZWxlbWVzaC5zZXNzaW9uLnYxLkxpc3RQYXRpZW50QWNjZXNzUmVzcG9uc2UiA5ACARJxCg9WZXJpZnlBY2Nlc3NMb2cSKy50ZWxlbWVzaC5zZXNzaW9uLnYxLlZlcmlmeUFjY2Vzc0xvZ1JlcXVlc3QaLC50ZWxlbWVzaC5zZXNzaW9uLnYxLlZlcmlmeUFjY2Vzc0xvZ1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp, file_telemesh_common_v1_options]);
 
 /**
  * A patient's profile. Every field but the id is protected health information.
@@ -1687,6 +1687,361 @@ export const GetJoinTokenKeysResponseSchema: GenMessage<GetJoinTokenKeysResponse
   messageDesc(file_telemesh_session_v1_session, 50);
 
 /**
+ * Request for CheckCareRelationship.
+ *
+ * @generated from message telemesh.session.v1.CheckCareRelationshipRequest
+ */
+export type CheckCareRelationshipRequest = Message<"telemesh.session.v1.CheckCareRelationshipRequest"> & {
+  /**
+   * The patient.
+   *
+   * @generated from field: string patient_id = 1;
+   */
+  patientId: string;
+
+  /**
+   * The clinician whose relationship is asked about; empty asks only whether the
+   * patient exists.
+   *
+   * @generated from field: string clinician_id = 2;
+   */
+  clinicianId: string;
+};
+
+/**
+ * Describes the message telemesh.session.v1.CheckCareRelationshipRequest.
+ * Use `create(CheckCareRelationshipRequestSchema)` to create a new message.
+ */
+export const CheckCareRelationshipRequestSchema: GenMessage<CheckCareRelationshipRequest> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 51);
+
+/**
+ * Response for CheckCareRelationship.
+ *
+ * @generated from message telemesh.session.v1.CheckCareRelationshipResponse
+ */
+export type CheckCareRelationshipResponse = Message<"telemesh.session.v1.CheckCareRelationshipResponse"> & {
+  /**
+   * Whether the patient has a profile.
+   *
+   * @generated from field: bool patient_exists = 1;
+   */
+  patientExists: boolean;
+
+  /**
+   * Whether the clinician has a visit with the patient, past or upcoming, that was not
+   * cancelled.
+   *
+   * @generated from field: bool has_relationship = 2;
+   */
+  hasRelationship: boolean;
+};
+
+/**
+ * Describes the message telemesh.session.v1.CheckCareRelationshipResponse.
+ * Use `create(CheckCareRelationshipResponseSchema)` to create a new message.
+ */
+export const CheckCareRelationshipResponseSchema: GenMessage<CheckCareRelationshipResponse> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 52);
+
+/**
+ * One access to a patient's record, as the service that served it reports it.
+ *
+ * @generated from message telemesh.session.v1.PatientAccess
+ */
+export type PatientAccess = Message<"telemesh.session.v1.PatientAccess"> & {
+  /**
+   * A UUID chosen by the reporting service; a redelivery with the same id is ignored.
+   *
+   * @generated from field: string access_id = 1;
+   */
+  accessId: string;
+
+  /**
+   * When it happened.
+   *
+   * @generated from field: google.protobuf.Timestamp access_time = 2;
+   */
+  accessTime?: Timestamp | undefined;
+
+  /**
+   * The patient whose record was reached.
+   *
+   * @generated from field: string patient_id = 3;
+   */
+  patientId: string;
+
+  /**
+   * Who: a user id or a service name.
+   *
+   * @generated from field: string actor_id = 4;
+   */
+  actorId: string;
+
+  /**
+   * The actor's role (`patient`, `clinician`, `admin`, `billing`, `partner`, `service`).
+   *
+   * @generated from field: string actor_role = 5;
+   */
+  actorRole: string;
+
+  /**
+   * The service that served the call (`session`, `consent`, `billing`, `signaling`).
+   *
+   * @generated from field: string service = 6;
+   */
+  service: string;
+
+  /**
+   * The RPC, as `/package.Service/Method`.
+   *
+   * @generated from field: string method = 7;
+   */
+  method: string;
+
+  /**
+   * Allowed or refused.
+   *
+   * @generated from field: telemesh.session.v1.AccessOutcome outcome = 8;
+   */
+  outcome: AccessOutcome;
+
+  /**
+   * Why: the basis of an allowed access (`self`, `care_relationship`, `admin`, ...) or
+   * the reason of a refusal (an ErrorInfo reason).
+   *
+   * @generated from field: string basis = 9;
+   */
+  basis: string;
+};
+
+/**
+ * Describes the message telemesh.session.v1.PatientAccess.
+ * Use `create(PatientAccessSchema)` to create a new message.
+ */
+export const PatientAccessSchema: GenMessage<PatientAccess> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 53);
+
+/**
+ * One entry of the access log: an access and its place in the hash chain.
+ *
+ * @generated from message telemesh.session.v1.AccessLogEntry
+ */
+export type AccessLogEntry = Message<"telemesh.session.v1.AccessLogEntry"> & {
+  /**
+   * Position in the chain, from 1.
+   *
+   * @generated from field: int64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * The access recorded.
+   *
+   * @generated from field: telemesh.session.v1.PatientAccess access = 2;
+   */
+  access?: PatientAccess | undefined;
+
+  /**
+   * The previous entry's hash, hex (64 zeros for the first entry).
+   *
+   * @generated from field: string previous_hash = 3;
+   */
+  previousHash: string;
+
+  /**
+   * This entry's hash, hex: SHA-256 over the previous hash followed by the entry's
+   * canonical JSON (sorted keys, no whitespace, ASCII escapes).
+   *
+   * @generated from field: string entry_hash = 4;
+   */
+  entryHash: string;
+};
+
+/**
+ * Describes the message telemesh.session.v1.AccessLogEntry.
+ * Use `create(AccessLogEntrySchema)` to create a new message.
+ */
+export const AccessLogEntrySchema: GenMessage<AccessLogEntry> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 54);
+
+/**
+ * Request for RecordPatientAccess.
+ *
+ * @generated from message telemesh.session.v1.RecordPatientAccessRequest
+ */
+export type RecordPatientAccessRequest = Message<"telemesh.session.v1.RecordPatientAccessRequest"> & {
+  /**
+   * A UUID that makes retries idempotent.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * The accesses to append, at most 500.
+   *
+   * @generated from field: repeated telemesh.session.v1.PatientAccess accesses = 2;
+   */
+  accesses: PatientAccess[];
+};
+
+/**
+ * Describes the message telemesh.session.v1.RecordPatientAccessRequest.
+ * Use `create(RecordPatientAccessRequestSchema)` to create a new message.
+ */
+export const RecordPatientAccessRequestSchema: GenMessage<RecordPatientAccessRequest> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 55);
+
+/**
+ * Response for RecordPatientAccess.
+ *
+ * @generated from message telemesh.session.v1.RecordPatientAccessResponse
+ */
+export type RecordPatientAccessResponse = Message<"telemesh.session.v1.RecordPatientAccessResponse"> & {
+  /**
+   * How many of the accesses were new (the others had been recorded before).
+   *
+   * @generated from field: int32 recorded_count = 1;
+   */
+  recordedCount: number;
+};
+
+/**
+ * Describes the message telemesh.session.v1.RecordPatientAccessResponse.
+ * Use `create(RecordPatientAccessResponseSchema)` to create a new message.
+ */
+export const RecordPatientAccessResponseSchema: GenMessage<RecordPatientAccessResponse> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 56);
+
+/**
+ * Request for ListPatientAccess.
+ *
+ * @generated from message telemesh.session.v1.ListPatientAccessRequest
+ */
+export type ListPatientAccessRequest = Message<"telemesh.session.v1.ListPatientAccessRequest"> & {
+  /**
+   * The patient whose log is listed.
+   *
+   * @generated from field: string patient_id = 1;
+   */
+  patientId: string;
+
+  /**
+   * At most this many entries (default 50, at most 500).
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * The `next_page_token` of the previous page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message telemesh.session.v1.ListPatientAccessRequest.
+ * Use `create(ListPatientAccessRequestSchema)` to create a new message.
+ */
+export const ListPatientAccessRequestSchema: GenMessage<ListPatientAccessRequest> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 57);
+
+/**
+ * Response for ListPatientAccess.
+ *
+ * @generated from message telemesh.session.v1.ListPatientAccessResponse
+ */
+export type ListPatientAccessResponse = Message<"telemesh.session.v1.ListPatientAccessResponse"> & {
+  /**
+   * The entries, newest first.
+   *
+   * @generated from field: repeated telemesh.session.v1.AccessLogEntry entries = 1;
+   */
+  entries: AccessLogEntry[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message telemesh.session.v1.ListPatientAccessResponse.
+ * Use `create(ListPatientAccessResponseSchema)` to create a new message.
+ */
+export const ListPatientAccessResponseSchema: GenMessage<ListPatientAccessResponse> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 58);
+
+/**
+ * Request for VerifyAccessLog.
+ *
+ * @generated from message telemesh.session.v1.VerifyAccessLogRequest
+ */
+export type VerifyAccessLogRequest = Message<"telemesh.session.v1.VerifyAccessLogRequest"> & {
+};
+
+/**
+ * Describes the message telemesh.session.v1.VerifyAccessLogRequest.
+ * Use `create(VerifyAccessLogRequestSchema)` to create a new message.
+ */
+export const VerifyAccessLogRequestSchema: GenMessage<VerifyAccessLogRequest> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 59);
+
+/**
+ * Response for VerifyAccessLog.
+ *
+ * @generated from message telemesh.session.v1.VerifyAccessLogResponse
+ */
+export type VerifyAccessLogResponse = Message<"telemesh.session.v1.VerifyAccessLogResponse"> & {
+  /**
+   * Whether the whole chain is intact.
+   *
+   * @generated from field: bool intact = 1;
+   */
+  intact: boolean;
+
+  /**
+   * How many entries were found intact.
+   *
+   * @generated from field: int64 entries_checked = 2;
+   */
+  entriesChecked: bigint;
+
+  /**
+   * The sequence number of the first bad entry; 0 when intact.
+   *
+   * @generated from field: int64 first_bad_sequence = 3;
+   */
+  firstBadSequence: bigint;
+
+  /**
+   * What is wrong there.
+   *
+   * @generated from field: telemesh.session.v1.AccessLogProblem problem = 4;
+   */
+  problem: AccessLogProblem;
+
+  /**
+   * What was found, in words (sequence numbers and hashes only); empty when intact.
+   *
+   * @generated from field: string detail = 5;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message telemesh.session.v1.VerifyAccessLogResponse.
+ * Use `create(VerifyAccessLogResponseSchema)` to create a new message.
+ */
+export const VerifyAccessLogResponseSchema: GenMessage<VerifyAccessLogResponse> = /*@__PURE__*/
+  messageDesc(file_telemesh_session_v1_session, 60);
+
+/**
  * The state of a visit in its life.
  *
  * @generated from enum telemesh.session.v1.VisitState
@@ -2010,6 +2365,88 @@ export const ConnectionEventKindSchema: GenEnum<ConnectionEventKind> = /*@__PURE
   enumDesc(file_telemesh_session_v1_session, 6);
 
 /**
+ * Whether an access to a patient's record was allowed.
+ *
+ * @generated from enum telemesh.session.v1.AccessOutcome
+ */
+export enum AccessOutcome {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: ACCESS_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The access was allowed and took place.
+   *
+   * @generated from enum value: ACCESS_OUTCOME_ALLOWED = 1;
+   */
+  ALLOWED = 1,
+
+  /**
+   * The access was refused.
+   *
+   * @generated from enum value: ACCESS_OUTCOME_REFUSED = 2;
+   */
+  REFUSED = 2,
+}
+
+/**
+ * Describes the enum telemesh.session.v1.AccessOutcome.
+ */
+export const AccessOutcomeSchema: GenEnum<AccessOutcome> = /*@__PURE__*/
+  enumDesc(file_telemesh_session_v1_session, 7);
+
+/**
+ * What is wrong with the access log at its first bad entry.
+ *
+ * @generated from enum telemesh.session.v1.AccessLogProblem
+ */
+export enum AccessLogProblem {
+  /**
+   * Nothing (the chain is intact).
+   *
+   * @generated from enum value: ACCESS_LOG_PROBLEM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An entry's content no longer matches its hash.
+   *
+   * @generated from enum value: ACCESS_LOG_PROBLEM_EDITED = 1;
+   */
+  EDITED = 1,
+
+  /**
+   * An entry is missing (a gap in the sequence).
+   *
+   * @generated from enum value: ACCESS_LOG_PROBLEM_DELETED = 2;
+   */
+  DELETED = 2,
+
+  /**
+   * Entries are out of order (an entry's previous hash names another entry).
+   *
+   * @generated from enum value: ACCESS_LOG_PROBLEM_REORDERED = 3;
+   */
+  REORDERED = 3,
+
+  /**
+   * An entry that was never appended stands in the chain.
+   *
+   * @generated from enum value: ACCESS_LOG_PROBLEM_INSERTED = 4;
+   */
+  INSERTED = 4,
+}
+
+/**
+ * Describes the enum telemesh.session.v1.AccessLogProblem.
+ */
+export const AccessLogProblemSchema: GenEnum<AccessLogProblem> = /*@__PURE__*/
+  enumDesc(file_telemesh_session_v1_session, 8);
+
+/**
  * SessionService owns people's profiles, clinicians' availability, booking, the life of
  * each video visit (booked, checked in, in progress, completed, cancelled, no-show) and
  * the short-lived, visit-scoped join tokens that let the two participants into the
@@ -2245,6 +2682,54 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof GetJoinTokenKeysRequestSchema;
     output: typeof GetJoinTokenKeysResponseSchema;
+  },
+  /**
+   * Tells another service whether a patient exists and whether a clinician has a care
+   * relationship with them: a visit with the patient, past or upcoming, that was not
+   * cancelled. This service is the one place that decides which patients a clinician
+   * may reach; the consent, billing and signaling services ask it (services only).
+   *
+   * @generated from rpc telemesh.session.v1.SessionService.CheckCareRelationship
+   */
+  checkCareRelationship: {
+    methodKind: "unary";
+    input: typeof CheckCareRelationshipRequestSchema;
+    output: typeof CheckCareRelationshipResponseSchema;
+  },
+  /**
+   * Appends accesses to patients' records made in another service to the HIPAA access
+   * log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
+   * than once: an entry already recorded (same `access_id`) changes nothing. For the
+   * consent, billing and signaling services only.
+   *
+   * @generated from rpc telemesh.session.v1.SessionService.RecordPatientAccess
+   */
+  recordPatientAccess: {
+    methodKind: "unary";
+    input: typeof RecordPatientAccessRequestSchema;
+    output: typeof RecordPatientAccessResponseSchema;
+  },
+  /**
+   * Lists who read or changed a patient's record, in any service, and whether it was
+   * allowed; newest first. A patient lists their own; an administrator any patient's
+   * (the export of one patient's log). Never holds the PHI itself.
+   *
+   * @generated from rpc telemesh.session.v1.SessionService.ListPatientAccess
+   */
+  listPatientAccess: {
+    methodKind: "unary";
+    input: typeof ListPatientAccessRequestSchema;
+    output: typeof ListPatientAccessResponseSchema;
+  },
+  /**
+   * Verifies the access log's hash chain end to end (administrators only).
+   *
+   * @generated from rpc telemesh.session.v1.SessionService.VerifyAccessLog
+   */
+  verifyAccessLog: {
+    methodKind: "unary";
+    input: typeof VerifyAccessLogRequestSchema;
+    output: typeof VerifyAccessLogResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_telemesh_session_v1_session, 0);
