@@ -165,7 +165,7 @@ class ChargeStore:
             "visit_id": where.visit_id,
             "states": where.states,
         }
-        after = _after(decode_token(page_token, query_key))
+        after = _after(decode_token(page_token, query_key, {"t": str, "id": str}))
         query = select(ChargeRow)
         if where.patient_id:
             query = query.where(col(ChargeRow.patient_id) == where.patient_id)

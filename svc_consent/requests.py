@@ -191,10 +191,9 @@ def watch(request: consent_pb2.WatchConsentChangesRequest) -> WatchRequest:
         check.check(after >= 0, "after_sequence", "must not be negative")
     heartbeat = DEFAULT_HEARTBEAT
     if request.HasField("heartbeat_interval"):
-        heartbeat = request.heartbeat_interval.ToTimedelta()
-        low, high = HEARTBEAT_RANGE
-        check.check(
-            low <= heartbeat <= high, "heartbeat_interval", "must be between 0.05 s and 60 s"
+        heartbeat = (
+            check.duration("heartbeat_interval", request.heartbeat_interval, *HEARTBEAT_RANGE)
+            or heartbeat
         )
     check.raise_if_any()
     return WatchRequest(request.patient_id, after, heartbeat.total_seconds())

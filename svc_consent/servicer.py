@@ -136,7 +136,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         size = page_size(request.page_size)
         partner = principal.subject if principal.role == "partner" else None
         query = {"method": "ListConsents", "patient_id": request.patient_id, "partner": partner}
-        cursor = decode_token(request.page_token, query) or {}
+        cursor = decode_token(request.page_token, query, {"after": str}) or {}
         async with self.db.read() as session:
             rows = await ledger.list_current(
                 session, request.patient_id, str(cursor.get("after", "")), size + 1, partner
@@ -152,7 +152,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         requests.consent_id(request.consent_id)
         size = page_size(request.page_size)
         query = {"method": "ListConsentVersions", "consent_id": request.consent_id}
-        cursor = decode_token(request.page_token, query) or {}
+        cursor = decode_token(request.page_token, query, {"after": int}) or {}
         async with self.db.read() as session:
             consent = await ledger.get_consent(session, request.consent_id)
             if consent is None:
@@ -205,7 +205,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         access.may_read_audit(request.patient_id)
         size = page_size(request.page_size)
         query = {"method": "ListAuditEntries", "patient_id": request.patient_id}
-        cursor = decode_token(request.page_token, query) or {}
+        cursor = decode_token(request.page_token, query, {"after": int}) or {}
         async with self.db.read() as session:
             rows = await audit_store.list_entries(
                 session, request.patient_id, int(cursor.get("after", 0)), size + 1

@@ -198,7 +198,7 @@ async def list_exceptions(
         "s": request.start_local_date,
         "e": request.end_local_date,
     }
-    cursor = decode_token(request.page_token, query_key)
+    cursor = decode_token(request.page_token, query_key, {"d": str, "i": str})
     query = (
         select(AvailabilityExceptionRow)
         .where(AvailabilityExceptionRow.clinician_id == request.clinician_id)
@@ -288,7 +288,7 @@ async def list_slots(
     assert start is not None
     assert end is not None
     query_key = {"c": request.clinician_id, "s": start.isoformat(), "e": end.isoformat()}
-    cursor = decode_token(request.page_token, query_key)
+    cursor = decode_token(request.page_token, query_key, {"after": str})
     from_time = max(start, now)
     if cursor is not None:
         from_time = max(

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 
 from svc_session.models import BLOCK_MINUTES
+from telemesh.validation import ascii_digits
 
 MINUTES_PER_DAY = 24 * 60
 
@@ -33,7 +34,7 @@ def is_time_zone(name: str) -> bool:
 def parse_local_time(value: str, *, allow_end_of_day: bool = False) -> int:
     """`HH:MM` as minutes after midnight; `24:00` only where it ends a day."""
     hours, sep, minutes = value.partition(":")
-    if not sep or len(hours) != 2 or len(minutes) != 2 or not (hours + minutes).isdigit():
+    if not sep or len(hours) != 2 or len(minutes) != 2 or not ascii_digits(hours + minutes):
         raise ValueError("must be HH:MM")
     total = int(hours) * 60 + int(minutes)
     limit = MINUTES_PER_DAY if allow_end_of_day else MINUTES_PER_DAY - 1

@@ -83,7 +83,7 @@ async def list_visits(
     size = page_size(request.page_size)
     check.raise_if_any()
     query_key = {"p": patient_id, "c": clinician_id, "s": sorted(request.states)}
-    cursor = decode_token(request.page_token, query_key)
+    cursor = decode_token(request.page_token, query_key, {"t": str, "v": str})
     query = select(VisitRow)
     if patient_id:
         query = query.where(VisitRow.patient_id == patient_id)

@@ -6,8 +6,10 @@ addresses) is never logged or put in an error message.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
+from svc_signaling.event_log import MAX_SEQUENCE
 from svc_signaling.settings import SignalingSettings
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh.validation import Violations
@@ -53,6 +55,11 @@ def room_call(request: RoomCall) -> Violations:
     if check.required("room_id", request.room_id):
         check.max_length("room_id", request.room_id, MAX_ROOM_ID)
     return check
+
+
+def resume_after(check: Violations, value: int) -> None:
+    """The last event number a rejoining client saw (0 for a fresh join)."""
+    check.in_range("resume_after_sequence", value, 0, MAX_SEQUENCE)
 
 
 def description(
@@ -101,8 +108,12 @@ def candidates(
 
 
 def quality(check: Violations, value: signaling_pb2.CallQuality) -> None:
-    check.check(value.round_trip_time_ms >= 0, "quality.round_trip_time_ms", "must be >= 0")
+    # Finite too: an infinity would poison the metrics' sums for good (NaN fails >= 0).
+    for name, number in (
+        ("round_trip_time_ms", value.round_trip_time_ms),
+        ("jitter_ms", value.jitter_ms),
+    ):
+        check.check(0 <= number < math.inf, f"quality.{name}", "must be >= 0 and finite")
     check.check(0 <= value.fraction_lost <= 1, "quality.fraction_lost", "must be 0 to 1")
-    check.check(value.jitter_ms >= 0, "quality.jitter_ms", "must be >= 0")
     check.check(value.frames_received >= 0, "quality.frames_received", "must be >= 0")
     check.check(value.audio_packets_received >= 0, "quality.audio_packets_received", "must be >= 0")

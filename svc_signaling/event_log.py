@@ -13,6 +13,12 @@ from dataclasses import dataclass
 
 from telemesh.signaling.v1 import signaling_pb2
 
+# The highest number a client may resume after. Sequences are int64 on the wire; a
+# resume renumbers the log to continue after the client's number, so a number near
+# 2^63 would overflow the next event and break the log for good (and with it every
+# event the other participant sends). 2^53 - 1 also stays exact in a JavaScript number.
+MAX_SEQUENCE = 2**53 - 1
+
 
 @dataclass(frozen=True)
 class Replay:
@@ -57,8 +63,11 @@ class EventLog:
         0 is a fresh client: nothing is replayed. A number beyond the log's last one
         comes from before a restart of this process (or another replica): the log is
         renumbered to continue after it, so the client's numbering never goes back,
-        and everything buffered since is replayed with a gap.
+        and everything buffered since is replayed with a gap. Callers check the number
+        against MAX_SEQUENCE first (ValueError otherwise, before anything changes).
         """
+        if resume_after > MAX_SEQUENCE:
+            raise ValueError(f"resume_after must be at most {MAX_SEQUENCE}")
         if resume_after <= 0:
             return Replay(self.last_sequence, [], False)
         if resume_after > self.last_sequence:

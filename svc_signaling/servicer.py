@@ -157,7 +157,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         principal = require_role("patient", "clinician")
         check = Violations()
         check.required("join_token", request.join_token)
-        check.check(request.resume_after_sequence >= 0, "resume_after_sequence", "must be >= 0")
+        checks.resume_after(check, request.resume_after_sequence)
         check.raise_if_any()
         claims = await self.app.join_tokens.verify(request.join_token)
         if claims.subject != principal.subject or claims.role != principal.role:

@@ -14,6 +14,7 @@ import grpc
 from telemesh.clients import ServiceClients
 from telemesh.config import RuntimeSettings
 from telemesh.db import Database, migrate
+from telemesh.paging import PageTokens, install
 
 
 class ServiceAppBase:
@@ -35,6 +36,8 @@ class ServiceAppBase:
     async def start(self, server: grpc.aio.Server) -> None:
         await asyncio.to_thread(migrate, self.package, self.database_url)
         self._db = Database(self.database_url)
+        # Page tokens signed with this service's secret verify on every replica.
+        install(PageTokens.for_service(self.settings.home, self.name))
         await self.register(server)
 
     async def register(self, server: grpc.aio.Server) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from telemesh.errors import FieldViolation, InvalidArgument
@@ -15,6 +16,17 @@ IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 # The shape of an ICD-10-CM code: a letter, a digit, a letter or digit, then optionally
 # a dot and one to four letters or digits (`J06.9`, `S72.001A`, `E119`).
 ICD10_CM = re.compile(r"^[A-Z][0-9][A-Z0-9](\.?[A-Z0-9]{1,4})?$")
+# ASCII digits only: `\d`, str.isdigit() and int() also take other scripts' digits
+# (Arabic-Indic, Devanagari, fullwidth, superscripts).
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The largest value of a protobuf int64 field; int32's is INT32_MAX.
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def ascii_digits(text: str) -> bool:
+    """True when `text` is one or more of 0-9 and nothing else."""
+    return text.isascii() and text.isdigit()
 
 
 class Violations:
@@ -69,12 +81,17 @@ class Violations:
             self.add(field, "is required (YYYY-MM-DD)")
             return None
         try:
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            if not ISO_DATE.fullmatch(value):
                 raise ValueError
             return date.fromisoformat(value)
         except ValueError:
             self.add(field, "must be a date YYYY-MM-DD")
             return None
+
+    def in_range(self, field: str, value: int, low: int, high: int) -> bool:
+        """`low <= value <= high`: integers that reach arithmetic, a database column or
+        a protobuf field of their own are bounded before they get there."""
+        return self.check(low <= value <= high, field, f"must be between {low} and {high}")
 
     def max_length(self, field: str, value: str, limit: int) -> bool:
         return self.check(len(value) <= limit, field, f"must be at most {limit} characters")
@@ -90,6 +107,21 @@ class Violations:
             self.add(field, "is not a valid timestamp")
             return None
         return value.ToDatetime(tzinfo=UTC)
+
+    def duration(
+        self, field: str, value: Duration, low: timedelta, high: timedelta
+    ) -> timedelta | None:
+        """The span in `value` if it lies in [low, high], else None with a violation
+        (checked on the raw fields: a huge one overflows timedelta)."""
+        seconds = value.seconds + value.nanos / 1e9
+        if not (-1e9 < value.nanos < 1e9) or not (
+            low.total_seconds() <= seconds <= high.total_seconds()
+        ):
+            self.add(
+                field, f"must be between {low.total_seconds():g} s and {high.total_seconds():g} s"
+            )
+            return None
+        return value.ToTimedelta()
 
     def raise_if_any(self) -> None:
         if self.items:
