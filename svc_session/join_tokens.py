@@ -2,7 +2,9 @@
 
 A join token is an ES256 JWT signed with the session service's own key: `iss`
 telemesh-session, `aud` telemesh-signaling, `sub` the participant, `role`, `visit_id`,
-`patient_id`, `clinician_id`, `traceparent` (the visit's trace), `jti`, `iat`, `exp`.
+`patient_id`, `clinician_id`, `traceparent` (the visit's trace), `window_end` (when the
+join window closes, Unix seconds: signaling's TURN credentials end with it), `jti`,
+`iat`, `exp`.
 Signaling verifies it with the keys from GetJoinTokenKeys. A token is issued only to a
 participant, inside the visit's join window, and only while the patient's telehealth
 consent is active: when the consent service cannot answer, no token (fail closed).
@@ -70,7 +72,8 @@ async def issue(
             )
             raise FailedPrecondition(reason, "the visit cannot be joined in its current state")
         now = datetime.now(UTC)
-        if not visit.start_time - window_before <= now <= visit.end_time + window_after:
+        window_end = visit.end_time + window_after
+        if not visit.start_time - window_before <= now <= window_end:
             raise FailedPrecondition("OUTSIDE_JOIN_WINDOW", "the visit's join window is not open")
         if not await telehealth_permitted(visit.patient_id):
             raise FailedPrecondition(
@@ -86,6 +89,7 @@ async def issue(
             "clinician_id": visit.clinician_id,
             # Signaling's spans about the room join the visit's trace through it.
             "traceparent": visit.traceparent,
+            "window_end": int(window_end.timestamp()),
             "jti": str(uuid.uuid4()),
         }
         token = key.sign(claims, ttl_seconds)

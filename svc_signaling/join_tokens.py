@@ -25,7 +25,8 @@ ROLES = ("patient", "clinician")
 
 @dataclass(frozen=True)
 class JoinClaims:
-    """What a verified join token grants: `subject` joins `visit_id` as `role`."""
+    """What a verified join token grants: `subject` joins `visit_id` as `role` until the
+    join window closes at `window_end` (Unix seconds)."""
 
     subject: str
     role: str
@@ -33,6 +34,7 @@ class JoinClaims:
     patient_id: str
     clinician_id: str
     traceparent: str = ""  # the visit's trace, so the room's spans join it
+    window_end: int = 0  # 0: closed (fail closed where a caller leaves it out)
 
 
 def _refused(why: str) -> PermissionDenied:
@@ -78,9 +80,16 @@ class JoinTokenVerifier:
         expected = fields["patient_id"] if verified.role == "patient" else fields["clinician_id"]
         if verified.subject != expected:
             raise _refused("subject is not the visit's participant")
+        try:
+            # Tokens from a session service without the claim end the window with
+            # themselves: the nearest end we know of.
+            window_end = int(claims.get("window_end", claims["exp"]))
+        except (KeyError, TypeError, ValueError):
+            raise _refused("bad window_end") from None
         return JoinClaims(
             verified.subject,
             verified.role,
             **fields,
             traceparent=str(claims.get("traceparent", "")),
+            window_end=window_end,
         )

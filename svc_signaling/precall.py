@@ -4,6 +4,13 @@ The caller offers (with all its candidates); the echo peer answers, returns ever
 it receives, and after a short measurement reports round-trip time (from the caller's
 receiver reports on the echoed media), loss and jitter of the caller's media, and the
 frames it received. Checks live in memory for a while, readable by their owner only.
+
+Abuse limits: a user runs one check at a time (`PRECALL_ALREADY_RUNNING`) and all users
+together at most `TELEMESH_SIGNALING_MAX_PRECALL_CHECKS` (`PRECALL_BUSY`), both
+`RESOURCE_EXHAUSTED`: a quota that frees itself when the running check ends, so a
+client waits and retries. The offer's candidates pass `candidate_filter` before aiortc
+sees them: the echo peer never sends connectivity checks to loopback, private or other
+special-purpose addresses (loopback only in the one-machine mode).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from svc_signaling.candidate_filter import filter_offer
 from svc_signaling.settings import SignalingSettings
 from telemesh.errors import NotFound, PermissionDenied, ResourceExhausted
 from telemesh.logs import log
@@ -29,12 +37,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("telemesh.signaling.precall")
 KEEP_SECONDS = 600.0
+Owner = tuple[str, str]  # (role, subject)
 
 
 @dataclass
 class PreCallCheck:
     check_id: str
-    owner: tuple[str, str]
+    owner: Owner
     answer_sdp: str = ""
     state: int = signaling_pb2.PRE_CALL_CHECK_STATE_RUNNING
     result: signaling_pb2.GetPreCallCheckResponse = field(
@@ -59,6 +68,10 @@ class PreCallChecks:
     def __init__(self, settings: SignalingSettings) -> None:
         self.settings = settings
         self._checks: dict[str, PreCallCheck] = {}
+        # Who holds a slot, with their check's id: taken before the first await of
+        # start() and given back when the measurement ends, so concurrent starts by one
+        # user cannot slip past the caps.
+        self._running: dict[Owner, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _forget_old(self) -> None:
@@ -67,10 +80,41 @@ class PreCallChecks:
             if now - check.created > KEEP_SECONDS:
                 del self._checks[check_id]
 
-    async def start(self, owner: tuple[str, str], offer_sdp: str) -> PreCallCheck:
-        self._forget_old()
-        if len(self._tasks) >= self.settings.max_precall_checks:  # a task per running check
+    def _reserve(self, owner: Owner) -> str:
+        """A slot for `owner`'s new check (its id), or RESOURCE_EXHAUSTED."""
+        running = self._running.get(owner)
+        if running is not None:
+            raise ResourceExhausted(
+                "PRECALL_ALREADY_RUNNING",
+                "you already have a pre-call check running; wait for it to finish",
+                {"check_id": running},
+            )
+        if len(self._running) >= self.settings.max_precall_checks:
             raise ResourceExhausted("PRECALL_BUSY", "too many pre-call checks running; retry soon")
+        check_id = secrets.token_urlsafe(16)
+        self._running[owner] = check_id
+        return check_id
+
+    def _release(self, owner: Owner) -> None:
+        self._running.pop(owner, None)
+
+    async def start(self, owner: Owner, offer_sdp: str) -> PreCallCheck:
+        self._forget_old()
+        check = PreCallCheck(check_id=self._reserve(owner), owner=owner)
+        try:
+            pc = await self._answer(check, offer_sdp)
+        except BaseException:
+            self._release(owner)
+            raise
+        self._checks[check.check_id] = check
+        task = asyncio.create_task(self._measure(check, pc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._release(owner))
+        return check
+
+    async def _answer(self, check: PreCallCheck, offer_sdp: str) -> RTCPeerConnection:
+        """The echo peer for `check`, answering the filtered offer."""
         # aiortc (and av, numpy) load with the first check: a third of the process's
         # memory, which a service that only relays messages does not need.
         from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -79,7 +123,18 @@ class PreCallChecks:
         from telemesh.peer.media import CountingTrack
 
         apply_ice_settings()
-        check = PreCallCheck(check_id=secrets.token_urlsafe(16), owner=owner)
+        offer_sdp, dropped = filter_offer(
+            offer_sdp, allow_loopback=self.settings.precall_allow_loopback
+        )
+        if dropped:
+            # A count only: candidates (addresses) never reach the logs.
+            log(
+                logger,
+                logging.INFO,
+                "pre-call candidates refused",
+                check_id=check.check_id,
+                refused=dropped,
+            )
         pc = RTCPeerConnection()
 
         @pc.on("track")
@@ -91,28 +146,29 @@ class PreCallChecks:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception:
+        except BaseException:
             await pc.close()
             raise
         check.answer_sdp = pc.localDescription.sdp
-        self._checks[check.check_id] = check
-        task = asyncio.create_task(self._measure(check, pc))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return check
+        return pc
 
     async def _measure(self, check: PreCallCheck, pc: RTCPeerConnection) -> None:
-        connected = asyncio.Event()
+        settled = asyncio.Event()  # connected, or failed (no usable candidate pair)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
-            if pc.connectionState == "connected":
-                connected.set()
+            if pc.connectionState in ("connected", "failed"):
+                settled.set()
 
         try:
-            if pc.connectionState == "connected":
-                connected.set()
-            await asyncio.wait_for(connected.wait(), self.settings.precall_connect_timeout_seconds)
+            on_state()
+            with contextlib.suppress(TimeoutError):
+                timeout = self.settings.precall_connect_timeout_seconds
+                await asyncio.wait_for(settled.wait(), timeout)
+            if pc.connectionState != "connected":
+                # No usable candidate pair, or the caller never answered in time.
+                check.state = signaling_pb2.PRE_CALL_CHECK_STATE_FAILED
+                return
             await asyncio.sleep(self.settings.precall_seconds)
             frames = max((echo.frames for echo in check.echoes if echo.kind == "video"), default=0)
             quality = quality_from_stats(await pc.getStats(), frames)
@@ -122,8 +178,6 @@ class PreCallChecks:
                 jitter_ms=quality.jitter_ms,
             )
             check.state = signaling_pb2.PRE_CALL_CHECK_STATE_SUCCEEDED
-        except TimeoutError:
-            check.state = signaling_pb2.PRE_CALL_CHECK_STATE_FAILED
         except Exception:
             logger.exception("pre-call check failed")
             check.state = signaling_pb2.PRE_CALL_CHECK_STATE_FAILED
@@ -137,7 +191,7 @@ class PreCallChecks:
                 state=signaling_pb2.PreCallCheckState.Name(check.state),  # type: ignore[arg-type]
             )
 
-    def get(self, owner: tuple[str, str], check_id: str) -> PreCallCheck:
+    def get(self, owner: Owner, check_id: str) -> PreCallCheck:
         check = self._checks.get(check_id)
         if check is None:
             raise NotFound("pre_call_check", check_id)

@@ -18,6 +18,7 @@ from svc_signaling import checks
 from svc_signaling.connected_time import settle
 from svc_signaling.consent_link import RECORDING, TELEHEALTH
 from svc_signaling.ice_servers import ice_servers_for
+from svc_signaling.join_tokens import JoinClaims
 from svc_signaling.models import locked_record
 from svc_signaling.rooms import (
     CLINICIAN,
@@ -29,7 +30,7 @@ from svc_signaling.rooms import (
     other,
 )
 from telemesh import metrics
-from telemesh.auth import current_principal, require_role, require_service
+from telemesh.auth import Principal, current_principal, require_role, require_service
 from telemesh.errors import FailedPrecondition, PermissionDenied, ResourceExhausted, invalid
 from telemesh.idempotency import request_digest, run_idempotent
 from telemesh.logs import log
@@ -96,6 +97,15 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     # --- shared steps -------------------------------------------------------------
 
+    async def _own_join_token(self, token: str, principal: Principal) -> JoinClaims:
+        """The claims of a valid join token issued to the caller (JoinRoom, GetIceServers)."""
+        claims = await self.app.join_tokens.verify(token)
+        if claims.subject != principal.subject or claims.role != principal.role:
+            raise PermissionDenied(
+                "JOIN_TOKEN_NOT_YOURS", "the join token was issued to someone else"
+            )
+        return claims
+
     async def _member(self, room_id: str) -> tuple[Room, Role]:
         """The room and the caller's role in it (a participant only)."""
         principal = require_role("patient", "clinician")
@@ -159,11 +169,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         check.required("join_token", request.join_token)
         checks.resume_after(check, request.resume_after_sequence)
         check.raise_if_any()
-        claims = await self.app.join_tokens.verify(request.join_token)
-        if claims.subject != principal.subject or claims.role != principal.role:
-            raise PermissionDenied(
-                "JOIN_TOKEN_NOT_YOURS", "the join token was issued to someone else"
-            )
+        claims = await self._own_join_token(request.join_token, principal)
         room = await self.app.registry.for_join(claims)
         room.traceparent = claims.traceparent or room.traceparent
         role = room.role_of(principal)
@@ -172,7 +178,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             raise FailedPrecondition("CONSENT_REQUIRED", "telehealth consent is not active")
 
         subscription, joined, replay = room.subscribe(role, request.resume_after_sequence)
-        joined.joined.ice_servers.extend(ice_servers_for(self.settings, principal.subject))
+        joined.joined.ice_servers.extend(ice_servers_for(self.settings, claims))
         log(
             logger,
             logging.INFO,
@@ -432,8 +438,21 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self, request: signaling_pb2.GetIceServersRequest, context: Context
     ) -> signaling_pb2.GetIceServersResponse:
         principal = require_role("patient", "clinician")
+        if not request.join_token:
+            # STUN only: a relay is for a visit's participant (the pre-call check before
+            # check-in has no visit and tests the direct path).
+            return signaling_pb2.GetIceServersResponse(
+                ice_servers=ice_servers_for(self.settings, None)
+            )
+        claims = await self._own_join_token(request.join_token, principal)
+        if claims.window_end <= time.time():
+            raise FailedPrecondition(
+                "OUTSIDE_JOIN_WINDOW",
+                "the visit's join window is closed",
+                {"visit_id": claims.visit_id},
+            )
         return signaling_pb2.GetIceServersResponse(
-            ice_servers=ice_servers_for(self.settings, principal.subject)
+            ice_servers=ice_servers_for(self.settings, claims)
         )
 
     async def StartPreCallCheck(

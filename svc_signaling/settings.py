@@ -52,7 +52,7 @@ class SignalingSettings:
     turn_ttl_seconds: int = setting(
         "TELEMESH_SIGNALING_TURN_TTL_SECONDS",
         3600,
-        "Lifetime of a TURN credential; it must outlast a call (allocations refresh with it).",
+        "Longest lifetime of a TURN credential; it also ends with the visit's join window.",
     )
     jwks_refresh_seconds: float = setting(
         "TELEMESH_SIGNALING_JWKS_MIN_REFRESH_SECONDS",
@@ -80,7 +80,15 @@ class SignalingSettings:
         "How long the echo peer waits for the caller to connect.",
     )
     max_precall_checks: int = setting(
-        "TELEMESH_SIGNALING_MAX_PRECALL_CHECKS", 4, "Pre-call checks running at once, at most."
+        "TELEMESH_SIGNALING_MAX_PRECALL_CHECKS",
+        4,
+        "Pre-call checks running at once, at most, for all users (one per user).",
+    )
+    precall_allow_loopback: bool = setting(
+        "TELEMESH_SIGNALING_PRECALL_ALLOW_LOOPBACK",
+        False,
+        "The echo peer may check loopback candidates (both ends on one machine: tests, "
+        "the demo, `telemesh up`); private and other special addresses never pass.",
     )
     consent_watch: bool = setting(
         "TELEMESH_SIGNALING_CONSENT_WATCH",

@@ -269,6 +269,9 @@ class LocalMesh:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.trace_receiver.otlp_endpoint
             env["OTEL_METRICS_EXPORTER"] = "none"
         env["TELEMESH_METRICS_PORT"] = str(self.layout.metrics_ports[service])
+        # Every end of a call is on this machine: the pre-call echo peer may check loopback
+        # candidates (off in production; the caller's environment can still say 0).
+        env.setdefault("TELEMESH_SIGNALING_PRECALL_ALLOW_LOOPBACK", "1")
         env.update(self.service_env)
         return env
 

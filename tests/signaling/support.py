@@ -90,6 +90,7 @@ def signaling_stack(home: Path, backend: str = "sqlite", **env: str) -> Iterator
         backend,
         {
             "TELEMESH_ICE_LOOPBACK": "1",
+            "TELEMESH_SIGNALING_PRECALL_ALLOW_LOOPBACK": "1",  # the callers are on this machine
             "TELEMESH_SIGNALING_STUN_URLS": f"stun:127.0.0.1:{port}",
             "TELEMESH_SIGNALING_TURN_URLS": f"turn:127.0.0.1:{port}?transport=udp",
             "TELEMESH_SIGNALING_TURN_SECRET": TURN_SECRET,

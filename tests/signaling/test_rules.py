@@ -452,15 +452,22 @@ async def test_ice_servers_carry_coturn_shared_secret_credentials(
     sig: SignalingStack, flows: Flows, channel: grpc.aio.Channel
 ) -> None:
     stub = signaling_stub(channel)
-    patient_id, patient = await flows.patient()
-    reply = await stub.GetIceServers(S.GetIceServersRequest(), metadata=patient)
+    visit = await flows.ready_visit()
+    token = await flows.join_token(visit, "patient")
+    reply = await stub.GetIceServers(
+        S.GetIceServersRequest(join_token=token), metadata=visit.patient
+    )
     stun, turn = reply.ice_servers
     assert stun.urls == [f"stun:127.0.0.1:{sig.turn_port}"]
-    expiry, _, user = turn.username.partition(":")
-    assert user == patient_id
+    expiry, _, opaque = turn.username.partition(":")
+    assert opaque
+    assert visit.patient_id not in turn.username
     assert int(expiry) == turn.expire_time.seconds
     expected = hmac.new(TURN_SECRET.encode(), turn.username.encode(), hashlib.sha1).digest()
     assert base64.b64decode(turn.credential) == expected
+    # Without a join token: STUN only (tests/security covers the refusals).
+    reply = await stub.GetIceServers(S.GetIceServersRequest(), metadata=visit.patient)
+    assert [server.urls for server in reply.ice_servers] == [stun.urls]
     error = await refused(
         stub.GetIceServers(S.GetIceServersRequest(), metadata=sig.stack.tokens.role("billing", "b"))
     )
