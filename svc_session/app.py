@@ -11,6 +11,7 @@ from datetime import timedelta
 import grpc
 
 from svc_session import booking
+from svc_session.phi_rotation import SEALED_COLUMNS
 from svc_session.servicer import SessionServicer
 from svc_session.settings import SessionSettings
 from telemesh.app import ServiceAppBase
@@ -19,7 +20,7 @@ from telemesh.config import RuntimeSettings, load
 from telemesh.consent.v1 import consent_pb2
 from telemesh.consent_watch import ConsentWatcher
 from telemesh.errors import TelemeshError
-from telemesh.field_crypto import FieldCipher, FieldKeys
+from telemesh.field_crypto import FieldCipher, keyring
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.logs import log
 from telemesh.outbox import OutboxRelay, grpc_deliverer
@@ -33,19 +34,19 @@ class SessionApp(ServiceAppBase):
     name = "session"
     package = "svc_session"
     service_names = (session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,)
+    cipher: FieldCipher
 
     def __init__(self, settings: RuntimeSettings) -> None:
         super().__init__(settings)
         self.session_settings = load(SessionSettings)
         own = settings.home / "session"
-        keys = (
-            FieldKeys.parse(self.session_settings.phi_keys)
-            if self.session_settings.phi_keys
-            else FieldKeys.load_or_create(
-                self.session_settings.phi_key_file or own / "phi-keys.json"
+        self.cipher = FieldCipher(
+            keyring(
+                self.session_settings.phi_keys,
+                self.session_settings.phi_key_file or own / "phi-keys.json",
             )
         )
-        self.cipher = FieldCipher(keys)
+        self.sealed_columns = SEALED_COLUMNS
         self.join_key = SigningKey.load_or_create(
             self.session_settings.join_key_dir or own / "join-token-key"
         )
@@ -56,7 +57,9 @@ class SessionApp(ServiceAppBase):
     async def register(self, server: grpc.aio.Server) -> None:
         session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self), server)
         if self.session_settings.outbox_relay:
-            self.relay = OutboxRelay(self.db, grpc_deliverer(self.clients.channel))
+            self.relay = OutboxRelay(
+                self.db, grpc_deliverer(self.clients.channel, cipher=self.cipher)
+            )
             self.relay.start()
         self._sweeper = asyncio.create_task(self._sweep_no_shows(), name="no-show-sweeper")
         self.consent = ConsentWatcher(self.clients, max_staleness_seconds=1.0)

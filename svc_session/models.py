@@ -78,7 +78,9 @@ class VisitRow(SQLModel, table=True):
     end_time: datetime = Field(sa_type=UtcDateTime)
     state: int = Field(index=True)
     patient_location: int = 0
-    diagnosis_codes: str = ""  # comma-separated ICD-10-CM codes
+    # Comma-separated ICD-10-CM codes, sealed (column `diagnosis_codes` in the
+    # ciphertext's binding); empty until completion.
+    diagnosis_codes_enc: str = ""
     audio_only: bool = False
     cancel_reason: int = 0
     new_patient: bool = False

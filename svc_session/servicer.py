@@ -157,13 +157,13 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
 
     async def GetVisit(self, request: P.GetVisitRequest, context: Context) -> P.GetVisitResponse:
         async with self.db.read() as session:
-            return await visits.get(session, request)
+            return await visits.get(session, self.cipher, request)
 
     async def ListVisits(
         self, request: P.ListVisitsRequest, context: Context
     ) -> P.ListVisitsResponse:
         async with self.db.read() as session:
-            return await visits.list_visits(session, request)
+            return await visits.list_visits(session, self.cipher, request)
 
     async def CheckIn(self, request: P.CheckInRequest, context: Context) -> P.CheckInResponse:
         window = timedelta(minutes=self.app.session_settings.join_window_before_minutes)
@@ -194,7 +194,8 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             "CompleteVisit",
             request,
             P.CompleteVisitResponse,
-            lambda s: visits.complete(s, request),
+            lambda s: visits.complete(s, self.cipher, request),
+            cipher=self.cipher,  # the answer holds the diagnosis codes
         )
         self.app.outbox_committed()
         visits.record_root_span(response.visit)

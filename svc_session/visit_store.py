@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from svc_session.models import ConnectedPeriodRow, VisitRow, VisitTransitionRow
 from telemesh.auth import Principal
 from telemesh.errors import FailedPrecondition, NotFound, PermissionDenied
+from telemesh.field_crypto import FieldCipher
 from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
 from telemesh.tracing.visit import visit_span
@@ -118,15 +119,40 @@ async def periods_of(session: AsyncSession, visit_id: str) -> list[ConnectedPeri
     return list((await session.exec(query)).all())
 
 
+# Where the diagnosis codes are bound in their ciphertext.
+VISITS_TABLE = "visits"
+CODES_COLUMN = "diagnosis_codes"
+
+
+def seal_codes(cipher: FieldCipher, visit: VisitRow, codes: list[str]) -> None:
+    """Stores the visit's diagnosis codes, sealed."""
+    visit.diagnosis_codes_enc = cipher.encrypt(
+        ",".join(codes), table=VISITS_TABLE, column=CODES_COLUMN, row_id=visit.visit_id
+    )
+
+
+def open_codes(cipher: FieldCipher | None, visit: VisitRow) -> list[str]:
+    """The visit's diagnosis codes (none before completion)."""
+    if not visit.diagnosis_codes_enc:
+        return []
+    assert cipher is not None, "a completed visit's codes need the PHI cipher"
+    plain = cipher.decrypt(
+        visit.diagnosis_codes_enc, table=VISITS_TABLE, column=CODES_COLUMN, row_id=visit.visit_id
+    )
+    return [code for code in plain.split(",") if code]
+
+
 async def to_proto(
     session: AsyncSession,
     visit: VisitRow,
     *,
+    cipher: FieldCipher | None = None,
     transitions: list[VisitTransitionRow] | None = None,
     periods: list[ConnectedPeriodRow] | None = None,
 ) -> session_pb2.Visit:
     """The whole visit as the API shows it, with its history and connected time (read
-    from the database unless the caller already holds them)."""
+    from the database unless the caller already holds them). Only a completed visit has
+    diagnosis codes, whose opening needs `cipher`."""
     if transitions is None:
         transitions = list(
             (
@@ -148,7 +174,7 @@ async def to_proto(
         state=visit.state,  # type: ignore[arg-type]
         patient_location=visit.patient_location,  # type: ignore[arg-type]
         connected_seconds=closed_seconds(periods),
-        diagnosis_codes=[c for c in visit.diagnosis_codes.split(",") if c],
+        diagnosis_codes=open_codes(cipher, visit),
         audio_only=visit.audio_only,
         cancel_reason=visit.cancel_reason,  # type: ignore[arg-type]
         traceparent=visit.traceparent,

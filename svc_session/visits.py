@@ -17,6 +17,7 @@ from svc_session.visit_store import (
     periods_of,
     require_participant,
     role_in,
+    seal_codes,
     to_proto,
     transition,
     visit_work,
@@ -25,6 +26,7 @@ from telemesh import metrics
 from telemesh.auth import current_principal, require_service
 from telemesh.billing.v1 import billing_pb2
 from telemesh.errors import FailedPrecondition, PermissionDenied
+from telemesh.field_crypto import FieldCipher
 from telemesh.outbox import enqueue
 from telemesh.paging import decode_token, page_of, page_size
 from telemesh.session.v1 import session_pb2
@@ -41,7 +43,7 @@ READER_SERVICES = frozenset({"signaling"})
 
 
 async def get(
-    session: AsyncSession, request: session_pb2.GetVisitRequest
+    session: AsyncSession, cipher: FieldCipher, request: session_pb2.GetVisitRequest
 ) -> session_pb2.GetVisitResponse:
     principal = current_principal()
     check = Violations()
@@ -54,11 +56,11 @@ async def get(
         or (principal.is_service and principal.subject in READER_SERVICES)
     ):
         raise PermissionDenied("NOT_PARTICIPANT", "only the visit's participants may read it")
-    return session_pb2.GetVisitResponse(visit=await to_proto(session, visit))
+    return session_pb2.GetVisitResponse(visit=await to_proto(session, visit, cipher=cipher))
 
 
 async def list_visits(
-    session: AsyncSession, request: session_pb2.ListVisitsRequest
+    session: AsyncSession, cipher: FieldCipher, request: session_pb2.ListVisitsRequest
 ) -> session_pb2.ListVisitsResponse:
     principal = current_principal()
     patient_id, clinician_id = request.patient_id, request.clinician_id
@@ -109,7 +111,8 @@ async def list_visits(
         query_key,
     )
     return session_pb2.ListVisitsResponse(
-        visits=[await to_proto(session, row) for row in rows], next_page_token=token
+        visits=[await to_proto(session, row, cipher=cipher) for row in rows],
+        next_page_token=token,
     )
 
 
@@ -225,9 +228,10 @@ async def _is_new_patient(session: AsyncSession, visit: VisitRow) -> bool:
 
 
 async def complete(
-    session: AsyncSession, request: session_pb2.CompleteVisitRequest
+    session: AsyncSession, cipher: FieldCipher, request: session_pb2.CompleteVisitRequest
 ) -> session_pb2.CompleteVisitResponse:
-    """Completes the visit and, in the same transaction, the event that bills it."""
+    """Completes the visit and, in the same transaction, the event that bills it. The
+    codes are PHI: sealed in the visit and in the event's payload."""
     principal = current_principal()
     check = Violations()
     check.required("visit_id", request.visit_id)
@@ -247,7 +251,7 @@ async def complete(
             if period.end_time is None:
                 period.end_time = now
                 session.add(period)
-        visit.diagnosis_codes = ",".join(codes)
+        seal_codes(cipher, visit, codes)
         visit.audio_only = request.audio_only
         visit.new_patient = await _is_new_patient(session, visit)
         clinician = await session.get(ClinicianRow, visit.clinician_id)
@@ -276,11 +280,14 @@ async def complete(
             key=visit.visit_id,
             payload=event.SerializeToString(),
             traceparent=visit.traceparent,
+            cipher=cipher,
         )
         session.add(visit)
         await session.flush()
         metrics.count("telemesh.visits.completed", "Visits completed")
-        return session_pb2.CompleteVisitResponse(visit=await to_proto(session, visit))
+        return session_pb2.CompleteVisitResponse(
+            visit=await to_proto(session, visit, cipher=cipher)
+        )
 
 
 def record_root_span(visit: session_pb2.Visit) -> None:

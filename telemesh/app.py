@@ -1,12 +1,15 @@
 """The common shape of a service: its own database, migrated on start, and a servicer.
 
 Each `svc_<name>/app.py` subclasses `ServiceAppBase` and registers its servicer;
-`telemesh.server.serve` runs it.
+`telemesh.server.serve` runs it. A service that keeps PHI sets `cipher` and its
+`sealed_columns`: at start, after the migrations and before it serves, values still in
+the clear there are sealed (migrations cannot read the keys).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import grpc
@@ -14,13 +17,21 @@ import grpc
 from telemesh.clients import ServiceClients
 from telemesh.config import RuntimeSettings
 from telemesh.db import Database, migrate
+from telemesh.field_crypto import FieldCipher
+from telemesh.file_modes import warn_if_exposed
+from telemesh.logs import log
 from telemesh.paging import PageTokens, install
+from telemesh.phi_sealing import SealedColumn, seal_plaintext
+
+logger = logging.getLogger("telemesh.app")
 
 
 class ServiceAppBase:
     name: str
     package: str
     service_names: Sequence[str]
+    cipher: FieldCipher | None = None
+    sealed_columns: Sequence[SealedColumn] = ()
 
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
@@ -35,7 +46,12 @@ class ServiceAppBase:
 
     async def start(self, server: grpc.aio.Server) -> None:
         await asyncio.to_thread(migrate, self.package, self.database_url)
+        warn_if_exposed(self.settings.home, self.database_url)
         self._db = Database(self.database_url)
+        if self.cipher is not None and self.sealed_columns:
+            sealed = await seal_plaintext(self._db, self.cipher, self.sealed_columns)
+            if sealed:
+                log(logger, logging.WARNING, "PHI found in the clear, now sealed", values=sealed)
         # Page tokens signed with this service's secret verify on every replica.
         install(PageTokens.for_service(self.settings.home, self.name))
         await self.register(server)

@@ -4,10 +4,11 @@ Each service owns one database: SQLite under TELEMESH_HOME by default, PostgreSQ
 any SQLAlchemy URL) by TELEMESH_DATABASE_URL. Schemas are managed by Alembic, one
 migration history per service (`svc_<name>/migrations`), applied on start.
 
-SQLite specifics: WAL journal, `synchronous=FULL` (a commit the caller was told about
-survives a crash), foreign keys on, and write transactions opened with
-`BEGIN IMMEDIATE` so that a read-then-write transaction is serializable; writers in
-one process queue on a lock instead of spinning on SQLITE_BUSY.
+SQLite files are created 0600 before SQLite opens them (SQLite gives its -wal and -shm
+files the database file's mode). SQLite specifics: WAL journal, `synchronous=FULL` (a
+commit the caller was told about survives a crash), foreign keys on, and write
+transactions opened with `BEGIN IMMEDIATE` so that a read-then-write transaction is
+serializable; writers in one process queue on a lock instead of spinning on SQLITE_BUSY.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from telemesh.config import load, setting
+from telemesh.file_modes import private_file, sqlite_file
 
 T = TypeVar("T")
 logger = logging.getLogger("telemesh.db")
@@ -163,6 +165,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
+        database = sqlite_file(url)
+        if database is not None:
+            private_file(database)  # its -wal and -shm files take its mode
         parsed = make_url(url)
         self.backend = parsed.get_backend_name()
         # The database's name only (a file's name for SQLite), never a host or a path.
@@ -244,10 +249,9 @@ class Database:
 
 def migrate(package: str, url: str) -> None:
     """Brings `url` to the newest schema of service `package` (Alembic `upgrade head`)."""
-    if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database is not None:
+        private_file(database)
     config = Config()
     config.set_main_option("script_location", f"{package}:migrations")
     config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))

@@ -19,6 +19,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PREFIX = "v1"
+# How every sealed value starts. No plaintext the services keep starts so: not an
+# ICD-10 code, not JSON, not serialized protobuf (0x76 0x31 would be field 14 with the
+# invalid wire type 6), so a value without it is plaintext still to be sealed.
+SEALED_PREFIX = f"{PREFIX}:"
 
 
 class DecryptionError(Exception):
@@ -52,15 +56,17 @@ class FieldKeys:
     def load_or_create(cls, path: Path) -> FieldKeys:
         """Reads the key file at `path`, creating it with one fresh key if missing."""
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             kid = f"k{secrets.token_hex(4)}"
             content = {
                 "active": kid,
                 "keys": {kid: base64.b64encode(AESGCM.generate_key(256)).decode()},
             }
             temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(content, indent=2))
-            os.chmod(temporary, 0o600)
+            # Owner-only from its first byte, whatever the umask.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(json.dumps(content, indent=2))
             try:
                 os.link(temporary, path)  # atomic and refuses to replace another's file
             except FileExistsError:
@@ -70,6 +76,19 @@ class FieldKeys:
         data = json.loads(path.read_text())
         keys = {kid: base64.b64decode(value) for kid, value in data["keys"].items()}
         return cls(data["active"], keys)
+
+
+def keyring(keys: str, key_file: Path) -> FieldKeys:
+    """A service's keys: `keys` (from its environment variable) when set, else its key
+    file (created with one fresh key when missing)."""
+    return FieldKeys.parse(keys) if keys else FieldKeys.load_or_create(key_file)
+
+
+def is_sealed(stored: str | bytes) -> bool:
+    """True when `stored` is a sealed value (of any key), not plaintext."""
+    if isinstance(stored, bytes):
+        return stored.startswith(SEALED_PREFIX.encode())
+    return stored.startswith(SEALED_PREFIX)
 
 
 class FieldCipher:
@@ -106,6 +125,22 @@ class FieldCipher:
             raise DecryptionError(f"{table}.{column} of {row_id} does not decrypt") from None
         return plaintext.decode()
 
+    @property
+    def active_prefix(self) -> str:
+        """How a value sealed with the active key starts."""
+        return f"{PREFIX}:{self.keys.active}:"
+
     def needs_rotation(self, stored: str) -> bool:
         """True when `stored` was sealed with a key other than the active one."""
         return stored != "" and stored.split(":", 2)[1] != self.keys.active
+
+    def encrypt_bytes(self, raw: bytes, *, table: str, column: str, row_id: str) -> bytes:
+        """Seals bytes (a serialized message) for a binary column; b"" stays b""."""
+        if raw == b"":
+            return b""
+        plain = base64.b64encode(raw).decode()
+        return self.encrypt(plain, table=table, column=column, row_id=row_id).encode()
+
+    def decrypt_bytes(self, stored: bytes, *, table: str, column: str, row_id: str) -> bytes:
+        opened = self.decrypt(stored.decode(), table=table, column=column, row_id=row_id)
+        return base64.b64decode(opened)

@@ -3,19 +3,19 @@
 Every service keeps the answers it gave in its own `idempotency_records` table (each
 service's first migration creates it), written in the same transaction as the change
 itself, so an answer is stored if and only if the change is. An answer that carries
-PHI (a field marked in the proto) is stored encrypted with the service's field cipher.
+PHI (a field marked in the proto, or diagnosis codes) is stored encrypted with the
+service's field cipher, its request digest too.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import exc
+from sqlalchemy import Text, exc
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -38,7 +38,8 @@ class IdempotencyRecord(SQLModel, table=True):
 
     request_id: str = Field(primary_key=True, max_length=64)
     method: str = Field(max_length=200)
-    request_digest: str = Field(max_length=64)
+    # A SHA-256 in hex, or (for answers that hold PHI) that digest sealed.
+    request_digest: str = Field(sa_type=Text)
     response: bytes
 
     create_time: datetime = Field(sa_type=UtcDateTime)
@@ -58,17 +59,27 @@ def _seal(response: Message, request_id: str, cipher: FieldCipher | None) -> byt
     raw = response.SerializeToString()
     if cipher is None:
         return raw
-    sealed = cipher.encrypt(
-        base64.b64encode(raw).decode(), table=TABLE, column="response", row_id=request_id
-    )
-    return sealed.encode()
+    return cipher.encrypt_bytes(raw, table=TABLE, column="response", row_id=request_id)
 
 
 def _unseal(stored: bytes, request_id: str, cipher: FieldCipher | None) -> bytes:
     if cipher is None:
         return stored
-    opened = cipher.decrypt(stored.decode(), table=TABLE, column="response", row_id=request_id)
-    return base64.b64decode(opened)
+    return cipher.decrypt_bytes(stored, table=TABLE, column="response", row_id=request_id)
+
+
+def _seal_digest(digest: str, request_id: str, cipher: FieldCipher | None) -> str:
+    """The digest as stored: sealed with the answer's cipher, since a bare SHA-256 of a
+    request with little PHI in it (a few diagnosis codes) is easily guessed."""
+    if cipher is None:
+        return digest
+    return cipher.encrypt(digest, table=TABLE, column="request_digest", row_id=request_id)
+
+
+def _open_digest(stored: str, request_id: str, cipher: FieldCipher | None) -> str:
+    if cipher is None:
+        return stored
+    return cipher.decrypt(stored, table=TABLE, column="request_digest", row_id=request_id)
 
 
 async def _replay(
@@ -81,7 +92,7 @@ async def _replay(
     record = await session.get(IdempotencyRecord, request_id)
     if record is None:
         return None
-    if record.request_digest != digest:
+    if _open_digest(record.request_digest, request_id, cipher) != digest:
         raise invalid("request_id", "this request_id was already used for a different request")
     response = response_type()
     response.ParseFromString(_unseal(record.response, request_id, cipher))
@@ -124,7 +135,7 @@ async def run_idempotent(
             IdempotencyRecord(
                 request_id=request_id,
                 method=method,
-                request_digest=digest,
+                request_digest=_seal_digest(digest, request_id, cipher),
                 response=_seal(response, request_id, cipher),
                 create_time=datetime.now(UTC),
             )

@@ -9,6 +9,10 @@ Delivery is at least once; the receiver de-duplicates on the event's idempotency
 receiver refuses for good (bad content, a conflicting earlier delivery) is kept as a
 dead letter (`dead_time`) instead of being retried forever.
 
+An event whose request holds PHI (a completion's diagnosis codes) is enqueued with the
+service's field cipher: its payload is stored sealed, bound to the event, and opened
+only in memory, just before it is sent.
+
 Several relays may run against one table (the service's own and a standalone
 `python -m telemesh.outbox`): each claims a batch with a lease, so they share the work,
 and a relay that dies mid-batch only delays its events until the lease runs out.
@@ -36,20 +40,24 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from telemesh import metrics
 from telemesh.db import Database
 from telemesh.db_types import UtcDateTime
+from telemesh.field_crypto import FieldCipher, is_sealed
 from telemesh.logs import log
 
 logger = logging.getLogger("telemesh.outbox")
 tracer = trace.get_tracer("telemesh.outbox")
 
 
+TABLE = "outbox_events"
+
+
 class OutboxEvent(SQLModel, table=True):
-    __tablename__ = "outbox_events"
+    __tablename__ = TABLE
 
     event_id: str = Field(primary_key=True, max_length=36)
     target: str = Field(max_length=40)  # the service to call: "billing"
     method: str = Field(max_length=200)  # full gRPC method path
     key: str = Field(max_length=100, index=True)  # the receiver's idempotency key
-    payload: bytes
+    payload: bytes  # the serialized request, sealed when it holds PHI
     traceparent: str = Field(default="", max_length=100)
 
     create_time: datetime = Field(sa_type=UtcDateTime)
@@ -70,11 +78,16 @@ def enqueue(
     key: str,
     payload: bytes,
     traceparent: str = "",
+    cipher: FieldCipher | None = None,
 ) -> OutboxEvent:
-    """Adds an event to the caller's transaction."""
+    """Adds an event to the caller's transaction; with `cipher` (a payload that holds
+    PHI) the payload is stored sealed."""
     now = datetime.now(UTC)
+    event_id = str(uuid.uuid4())
+    if cipher is not None:
+        payload = seal_payload(cipher, event_id, payload)
     event = OutboxEvent(
-        event_id=str(uuid.uuid4()),
+        event_id=event_id,
         target=target,
         method=method,
         key=key,
@@ -85,6 +98,19 @@ def enqueue(
     )
     session.add(event)
     return event
+
+
+def seal_payload(cipher: FieldCipher, event_id: str, payload: bytes) -> bytes:
+    return cipher.encrypt_bytes(payload, table=TABLE, column="payload", row_id=event_id)
+
+
+def open_payload(cipher: FieldCipher | None, event: OutboxEvent) -> bytes:
+    """The request to send: a sealed payload opened (which needs the service's cipher)."""
+    if not is_sealed(event.payload):
+        return event.payload
+    if cipher is None:
+        raise RuntimeError("a sealed outbox payload needs the service's PHI keys")
+    return cipher.decrypt_bytes(event.payload, table=TABLE, column="payload", row_id=event.event_id)
 
 
 # Answers that a retry cannot change: the receiver refused the event itself (bad
@@ -382,18 +408,20 @@ async def backlog(db: Database, target: str | None = None) -> tuple[int, int]:
 
 
 def grpc_deliverer(
-    channel_for: Callable[[str], grpc.aio.Channel], timeout: float = 10.0
+    channel_for: Callable[[str], grpc.aio.Channel],
+    timeout: float = 10.0,
+    cipher: FieldCipher | None = None,
 ) -> Deliver:
-    """Delivers an event as its unary RPC with raw bytes; any non-OK status other than
-    the method's settling ones (`SETTLED_BY`) is a failure to retry (the receiver's
-    idempotency makes retries safe)."""
+    """Delivers an event as its unary RPC with raw bytes (sealed payloads opened with
+    `cipher`); any non-OK status other than the method's settling ones (`SETTLED_BY`) is
+    a failure to retry (the receiver's idempotency makes retries safe)."""
 
     async def deliver(event: OutboxEvent) -> None:
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel_for(
             event.target
         ).unary_unary(event.method, request_serializer=None, response_deserializer=None)
         try:
-            await call(event.payload, timeout=timeout)
+            await call(open_payload(cipher, event), timeout=timeout)
         except grpc.aio.AioRpcError as error:
             if error.code() not in SETTLED_BY.get(event.method, frozenset()):
                 raise

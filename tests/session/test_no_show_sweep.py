@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from svc_session.models import SlotClaimRow, VisitRow
 from telemesh.auth import Principal, bind
 from telemesh.db import Database
 from telemesh.errors import FailedPrecondition
+from telemesh.field_crypto import FieldCipher, FieldKeys
 from telemesh.session.v1 import session_pb2
 from tests.harness import migrated_database
 
@@ -98,7 +100,9 @@ async def test_nothing_follows_a_no_show(db: Database, action: str) -> None:
         ),
         "admit": lambda s: visits.admit(s, session_pb2.AdmitPatientRequest(visit_id=visit_id)),
         "complete": lambda s: visits.complete(
-            s, session_pb2.CompleteVisitRequest(visit_id=visit_id, diagnosis_codes=["J06.9"])
+            s,
+            FieldCipher(FieldKeys.parse(f"k1:{base64.b64encode(bytes(32)).decode()}")),
+            session_pb2.CompleteVisitRequest(visit_id=visit_id, diagnosis_codes=["J06.9"]),
         ),
         "no_show": lambda s: booking.mark_no_show(
             s, session_pb2.MarkNoShowRequest(visit_id=visit_id), GRACE
