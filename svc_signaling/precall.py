@@ -95,8 +95,9 @@ class PreCallChecks:
         self._running[owner] = check_id
         return check_id
 
-    def _release(self, owner: Owner) -> None:
-        self._running.pop(owner, None)
+    def _release(self, owner: Owner, check_id: str) -> None:
+        if self._running.get(owner) == check_id:  # not a newer check of the same owner
+            del self._running[owner]
 
     async def start(self, owner: Owner, offer_sdp: str) -> PreCallCheck:
         self._forget_old()
@@ -104,13 +105,14 @@ class PreCallChecks:
         try:
             pc = await self._answer(check, offer_sdp)
         except BaseException:
-            self._release(owner)
+            self._release(owner, check.check_id)
             raise
         self._checks[check.check_id] = check
         task = asyncio.create_task(self._measure(check, pc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: self._release(owner))
+        # Also when the task is cancelled before it ever ran (the service stopping).
+        task.add_done_callback(lambda _: self._release(owner, check.check_id))
         return check
 
     async def _answer(self, check: PreCallCheck, offer_sdp: str) -> RTCPeerConnection:
@@ -153,43 +155,48 @@ class PreCallChecks:
         return pc
 
     async def _measure(self, check: PreCallCheck, pc: RTCPeerConnection) -> None:
-        settled = asyncio.Event()  # connected, or failed (no usable candidate pair)
+        state = signaling_pb2.PRE_CALL_CHECK_STATE_FAILED
+        try:
+            if await self._connected(pc):
+                await asyncio.sleep(self.settings.precall_seconds)
+                video = (echo.frames for echo in check.echoes if echo.kind == "video")
+                quality = quality_from_stats(await pc.getStats(), max(video, default=0))
+                check.result = signaling_pb2.GetPreCallCheckResponse(
+                    round_trip_time_ms=quality.round_trip_time_ms,
+                    fraction_lost=quality.fraction_lost,
+                    jitter_ms=quality.jitter_ms,
+                )
+                state = signaling_pb2.PRE_CALL_CHECK_STATE_SUCCEEDED
+        except Exception:
+            logger.exception("pre-call check failed")
+        finally:
+            await pc.close()
+            # The slot is free before the final state shows: whoever reads it may start
+            # the next check at once.
+            self._release(check.owner, check.check_id)
+            check.state = state
+            log(
+                logger,
+                logging.INFO,
+                "pre-call check done",
+                check_id=check.check_id,
+                state=signaling_pb2.PreCallCheckState.Name(state),
+            )
+
+    async def _connected(self, pc: RTCPeerConnection) -> bool:
+        """Whether the caller connects before the timeout (False at once when ICE fails:
+        no usable candidate pair)."""
+        settled = asyncio.Event()
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
             if pc.connectionState in ("connected", "failed"):
                 settled.set()
 
-        try:
-            on_state()
-            with contextlib.suppress(TimeoutError):
-                timeout = self.settings.precall_connect_timeout_seconds
-                await asyncio.wait_for(settled.wait(), timeout)
-            if pc.connectionState != "connected":
-                # No usable candidate pair, or the caller never answered in time.
-                check.state = signaling_pb2.PRE_CALL_CHECK_STATE_FAILED
-                return
-            await asyncio.sleep(self.settings.precall_seconds)
-            frames = max((echo.frames for echo in check.echoes if echo.kind == "video"), default=0)
-            quality = quality_from_stats(await pc.getStats(), frames)
-            check.result = signaling_pb2.GetPreCallCheckResponse(
-                round_trip_time_ms=quality.round_trip_time_ms,
-                fraction_lost=quality.fraction_lost,
-                jitter_ms=quality.jitter_ms,
-            )
-            check.state = signaling_pb2.PRE_CALL_CHECK_STATE_SUCCEEDED
-        except Exception:
-            logger.exception("pre-call check failed")
-            check.state = signaling_pb2.PRE_CALL_CHECK_STATE_FAILED
-        finally:
-            await pc.close()
-            log(
-                logger,
-                logging.INFO,
-                "pre-call check done",
-                check_id=check.check_id,
-                state=signaling_pb2.PreCallCheckState.Name(check.state),  # type: ignore[arg-type]
-            )
+        on_state()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled.wait(), self.settings.precall_connect_timeout_seconds)
+        return bool(pc.connectionState == "connected")
 
     def get(self, owner: Owner, check_id: str) -> PreCallCheck:
         check = self._checks.get(check_id)
