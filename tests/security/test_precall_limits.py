@@ -237,7 +237,7 @@ async def caller() -> AsyncIterator[RTCPeerConnection]:
 async def start(
     echo: EchoService, who: Metadata, sdp: str, request_id: str | None = None
 ) -> S.StartPreCallCheckResponse:
-    return await echo.stub.StartPreCallCheck(  # type: ignore[no-any-return]
+    return await echo.stub.StartPreCallCheck(
         S.StartPreCallCheckRequest(
             request_id=request_id or rid(),
             offer=S.SessionDescription(type=S.SDP_TYPE_OFFER, sdp=sdp),
@@ -254,13 +254,13 @@ async def final_state(echo: EchoService, who: Metadata, check_id: str) -> S.GetP
         return bool(reply.state != S.PRE_CALL_CHECK_STATE_RUNNING)
 
     await eventually(done, 30.0, 0.1)
-    return await echo.stub.GetPreCallCheck(  # type: ignore[no-any-return]
+    return await echo.stub.GetPreCallCheck(
         S.GetPreCallCheckRequest(check_id=check_id), metadata=who
     )
 
 
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, error
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
