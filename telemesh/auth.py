@@ -6,22 +6,28 @@ variable; servicers ask `current_principal()` and use the `require_*` helpers.
 - End users (and, without a mesh, services) present `authorization: Bearer <JWT>`.
 - Behind a sidecar that forwards the verified client certificate
   (`x-forwarded-client-cert`, with TELEMESH_TRUST_FORWARDED_IDENTITY on), the caller's
-  service identity is its SPIFFE id. An end-user token forwarded by a service keeps the
-  user as the principal and names the service in `via_service`.
+  service identity is its SPIFFE id, taken only from the element the sidecar wrote and
+  only when it is exactly one of this mesh's (telemesh.identity.forwarded). An end-user
+  token forwarded by a service keeps the user as the principal and names the service in
+  `via_service`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from telemesh.config import RuntimeSettings
+from telemesh.config import SERVICES, RuntimeSettings
 from telemesh.errors import PermissionDenied, Unauthenticated
+from telemesh.identity import forwarded
 from telemesh.identity.tokens import InvalidToken, JwksVerifier
 
 USER_ROLES = frozenset({"patient", "clinician", "billing", "admin", "partner"})
+# The service accounts a forwarded identity may name: the services and the edge (the
+# allow-list's `edge.identity`).
+EDGE_ACCOUNT = "edge"
+MESH_ACCOUNTS = frozenset({*SERVICES, EDGE_ACCOUNT})
 
 
 @dataclass(frozen=True)
@@ -88,28 +94,24 @@ def require_self_or(role: str, subject: str, *others: str) -> Principal:
     raise PermissionDenied("NOT_OWNER", f"the caller may not act for this {role}")
 
 
-_SPIFFE = re.compile(r"URI=spiffe://(?P<td>[^/;,\"]+)/ns/(?P<ns>[^/;,\"]+)/sa/(?P<sa>[^/;,\"]+)")
-
-
 class Authenticator:
     """Turns a call's metadata into a Principal."""
 
     def __init__(self, settings: RuntimeSettings) -> None:
-        self.verifier = JwksVerifier(settings.jwks_path())
+        self.verifier = JwksVerifier(
+            settings.jwks_path(), refresh_seconds=settings.jwks_refresh_seconds
+        )
         self.trust_forwarded_identity = settings.trust_forwarded_identity
         self.trust_domain = settings.trust_domain
+        self.namespace = settings.namespace
 
     def forwarded_service(self, metadata: Mapping[str, str]) -> str | None:
-        """The SPIFFE service account of the mTLS peer, as the sidecar forwarded it."""
+        """The service account of the mTLS peer, as our own sidecar forwarded it."""
         if not self.trust_forwarded_identity:
             return None
-        header = metadata.get("x-forwarded-client-cert", "")
-        # With several hops the last element is the nearest peer: our own sidecar's.
-        for element in reversed(header.split(",")):
-            match = _SPIFFE.search(element)
-            if match and match.group("td") == self.trust_domain:
-                return match.group("sa")
-        return None
+        return forwarded.service_account(
+            metadata.get(forwarded.HEADER, ""), self.trust_domain, self.namespace, MESH_ACCOUNTS
+        )
 
     def authenticate(self, metadata: Mapping[str, str]) -> tuple[Principal | None, str | None]:
         """(principal, bearer token); (None, None) for an anonymous call.
@@ -127,7 +129,9 @@ class Authenticator:
                 )
             token = value.strip()
         if token is None:
-            return (Principal("service", service) if service else None), None
+            # The edge only ever speaks for a user: on its own it is nobody.
+            caller = service if service in SERVICES else None
+            return (Principal("service", caller) if caller else None), None
         try:
             claims = self.verifier.verify(token)
         except InvalidToken as exc:

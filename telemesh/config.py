@@ -24,6 +24,11 @@ SERVICES = ("session", "signaling", "consent", "billing")
 # Where each service listens by default when TELEMESH_LISTEN is not set.
 DEFAULT_PORTS = {"session": 50051, "signaling": 50052, "consent": 50053, "billing": 50054}
 
+# How often the JWKS is looked at again by default, and the longest a removed signing
+# key may keep working (the security model's promise).
+DEFAULT_JWKS_REFRESH_SECONDS = 15.0
+MAX_JWKS_REFRESH_SECONDS = 60.0
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -119,6 +124,12 @@ class RuntimeSettings:
         None,
         "JWKS that verifies end-user tokens; default $TELEMESH_HOME/issuer/jwks.json.",
     )
+    jwks_refresh_seconds: float = setting(
+        "TELEMESH_JWKS_REFRESH_SECONDS",
+        DEFAULT_JWKS_REFRESH_SECONDS,
+        "How often the JWKS is looked at again (services and the local edge); a removed key "
+        "stops working within this interval. More than 0, at most 60.",
+    )
     dev_issuer: bool = setting(
         "TELEMESH_DEV_ISSUER",
         True,
@@ -150,6 +161,13 @@ class RuntimeSettings:
     billing_addr: str = setting(
         "TELEMESH_BILLING_ADDR", "127.0.0.1:50054", "Where this service reaches BillingService."
     )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.jwks_refresh_seconds <= MAX_JWKS_REFRESH_SECONDS:
+            raise ConfigError(
+                "TELEMESH_JWKS_REFRESH_SECONDS: expected more than 0 and at most "
+                f"{MAX_JWKS_REFRESH_SECONDS:g}, got {self.jwks_refresh_seconds:g}"
+            )
 
     def listen_address(self, service: str) -> str:
         return self.listen or f"127.0.0.1:{DEFAULT_PORTS[service]}"

@@ -3,13 +3,16 @@
 Tokens are ES256 JWTs with `iss`, `aud`, `sub` (the user's or service's id) and `role`
 (patient, clinician, billing, admin, partner or service); a partner clinic's
 token has the clinic's id as subject. Locally, `telemesh token` mints them
-with the dev issuer's key under `$TELEMESH_HOME/issuer/`; the edge Envoy and the
-services verify them against its JWKS file. In production a real identity provider
-takes the issuer's place and only the JWKS changes.
+with the dev issuer's key under `$TELEMESH_HOME/issuer/`; the services verify them
+against its JWKS file, and the edge Envoy against the same keys served over HTTP by
+`telemesh up` (telemesh.stack.jwks_endpoint). Both look at the keys again every
+TELEMESH_JWKS_REFRESH_SECONDS, so a removed key stops working without a restart. In
+production a real identity provider takes the issuer's place and only the JWKS changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -19,6 +22,7 @@ from typing import Any
 
 import jwt
 
+from telemesh.config import DEFAULT_JWKS_REFRESH_SECONDS
 from telemesh.identity.signing_keys import SigningKey
 
 ISSUER = "telemesh-dev"
@@ -60,44 +64,100 @@ class VerifiedClaims:
     claims: dict[str, Any]
 
 
-class JwksVerifier:
-    """Verifies ES256 JWTs against a JWKS file, re-reading it when it changes; without a
-    file, against the keys its owner hands it (`set_jwks`)."""
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
-    # Verified tokens are remembered until they expire: a client presents the same
-    # token on every call, and an ES256 verification costs more than the rest of a
-    # small call's runtime work.
+
+def check_claim_types(claims: dict[str, Any]) -> None:
+    """Refuses claims of the wrong JSON type: PyJWT accepts `exp: "1700000000"` and a
+    non-string `role`, which would otherwise reach callers (or a comparison) as is."""
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and not _is_number(claims[name]):
+            raise InvalidToken(f"claim {name!r} must be a number")
+    for name in ("sub", "iss", "role"):
+        if name in claims and not isinstance(claims[name], str):
+            raise InvalidToken(f"claim {name!r} must be a string")
+    if not claims.get("sub"):
+        raise InvalidToken("claim 'sub' must not be empty")
+    audience = claims.get("aud")
+    if not (
+        isinstance(audience, str)
+        or (isinstance(audience, list) and all(isinstance(item, str) for item in audience))
+    ):
+        raise InvalidToken("claim 'aud' must be a string or a list of strings")
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """A verified token, with what it rests on: its key and its expiry."""
+
+    verified: VerifiedClaims
+    kid: str
+    expires_at: float
+
+
+def _digest(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+class JwksVerifier:
+    """Verifies ES256 JWTs against a JWKS file, or, without a file, against the keys its
+    owner hands it (`set_jwks`).
+
+    The file is read again when its content changed, checked at most every
+    `refresh_seconds`: a key removed from it stops verifying within that interval,
+    without a restart. A file that is missing or does not parse holds no keys.
+    """
+
+    # Verified tokens are remembered until they expire or their key goes: a client
+    # presents the same token on every call, and an ES256 verification costs more than
+    # the rest of a small call's runtime work.
     CACHE_SIZE = 10_000
 
     def __init__(
-        self, jwks_path: Path | None, issuer: str = ISSUER, audience: str = AUDIENCE
+        self,
+        jwks_path: Path | None,
+        issuer: str = ISSUER,
+        audience: str = AUDIENCE,
+        refresh_seconds: float = DEFAULT_JWKS_REFRESH_SECONDS,
     ) -> None:
         self.jwks_path = jwks_path
         self.issuer = issuer
         self.audience = audience
-        self._mtime: float | None = None
+        self.refresh_seconds = refresh_seconds
+        self._checked_at: float | None = None
+        self._file_digest: str | None = None
         self._keys: dict[str, Any] = {}
-        self._verified: OrderedDict[str, VerifiedClaims] = OrderedDict()
+        self._verified: OrderedDict[str, _Remembered] = OrderedDict()
 
     def _load(self) -> None:
         if self.jwks_path is None:
             return
+        now = time.monotonic()
+        if self._checked_at is not None and now - self._checked_at < self.refresh_seconds:
+            return
+        self._checked_at = now
         try:
-            mtime = self.jwks_path.stat().st_mtime
-        except FileNotFoundError:
-            self._keys = {}
-            self._mtime = None
+            data: bytes | None = self.jwks_path.read_bytes()
+        except OSError:
+            data = None
+        digest = _digest(data)
+        if digest == self._file_digest and self._file_digest is not None:
             return
-        if mtime == self._mtime:
-            return
-        self.set_jwks(json.loads(self.jwks_path.read_text()))
-        self._mtime = mtime
+        self._file_digest = digest
+        try:
+            self.set_jwks(json.loads(data) if data is not None else {"keys": []})
+        except (ValueError, TypeError, KeyError, AttributeError, jwt.PyJWTError):
+            # Half written or broken: no keys until it parses (looked at again next call).
+            self.set_jwks({"keys": []})
+            self._file_digest = None
+            self._checked_at = None
 
     def set_jwks(self, jwks: dict[str, Any]) -> None:
-        self._verified.clear()  # a key may have been withdrawn
         self._keys = {
             key["kid"]: jwt.PyJWK(key, algorithm="ES256").key for key in jwks.get("keys", [])
         }
+        self._verified.clear()  # a key may have been withdrawn
 
     def knows(self, kid: str) -> bool:
         """Whether a key with this id is among the current keys."""
@@ -108,24 +168,25 @@ class JwksVerifier:
             self._load()
         known = self._verified.get(token)
         if known is not None:
-            if known.claims["exp"] > time.time():
+            if known.expires_at > time.time() and known.kid in self._keys:
                 self._verified.move_to_end(token)
-                return known
+                return known.verified
             del self._verified[token]
-        verified = self._verify(token)
-        self._verified[token] = verified
+        remembered = self._verify(token)
+        self._verified[token] = remembered
         if len(self._verified) > self.CACHE_SIZE:
             self._verified.popitem(last=False)
-        return verified
+        return remembered.verified
 
-    def _verify(self, token: str) -> VerifiedClaims:
+    def _verify(self, token: str) -> _Remembered:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidToken("malformed token") from None
-        key = self._keys.get(str(header.get("kid", "")))
-        if key is None:
+        kid = header.get("kid")
+        if not isinstance(kid, str) or kid not in self._keys:
             raise InvalidToken("unknown signing key")
+        key = self._keys[kid]
         try:
             claims = jwt.decode(
                 token,
@@ -139,4 +200,6 @@ class JwksVerifier:
             raise InvalidToken("token expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"token rejected: {type(exc).__name__}") from None
-        return VerifiedClaims(str(claims["sub"]), str(claims.get("role", "")), claims)
+        check_claim_types(claims)
+        verified = VerifiedClaims(claims["sub"], claims.get("role", ""), claims)
+        return _Remembered(verified, kid, float(claims["exp"]))

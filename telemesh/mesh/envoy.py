@@ -11,8 +11,11 @@ A sidecar has two listeners:
 
 The edge terminates TLS for browsers and apps (HTTP/1.1 and HTTP/2), answers CORS
 (exposing the gRPC status headers), translates gRPC-web, verifies the end user's JWT
-against the dev issuer's JWKS, applies RBAC on the token's role, and forwards to the
-services' inbound listeners over mutual TLS with its own identity.
+(from the `authorization` header only) against the JWKS that `telemesh up` serves over
+HTTP, fetched again every `${JWKS_CACHE_DURATION}` so a removed key stops working without
+a restart (no cache of verified tokens outlives it), answers every bad token 401 /
+UNAUTHENTICATED (a wrong audience too), applies RBAC on the token's role, and forwards
+to the services' inbound listeners over mutual TLS with its own identity.
 
 Configs are rendered with `${NAME}` placeholders for what only a running stack knows
 (ports, socket paths, folders); `materialize()` fills them in.
@@ -29,6 +32,10 @@ from telemesh.mesh.identities import SECRET_FILE, SECRET_NAME
 
 HOST = "127.0.0.1"
 OTLP_CLUSTER = "otlp_collector"
+JWKS_CLUSTER = "jwks"
+JWKS_PATH = "/jwks.json"  # served by telemesh.stack.jwks_endpoint
+# Where jwt_authn leaves why a token failed (dynamic metadata of the filter).
+JWT_FAILURE_METADATA = "jwt_failure"
 # Keepalives on every HTTP/2 connection: dead peers are noticed and long streams
 # (signaling rooms, consent watches) survive idle proxies.
 KEEPALIVE = {"interval": "30s", "timeout": "10s"}
@@ -108,7 +115,10 @@ def _http2_options() -> dict[str, Any]:
     }
 
 
-def _cluster(name: str, address: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _cluster(
+    name: str, address: dict[str, Any], *, http2: bool = True, **extra: Any
+) -> dict[str, Any]:
+    protocol = {"typed_extension_protocol_options": _http2_options()} if http2 else {}
     return {
         "name": name,
         "type": "STATIC",
@@ -121,7 +131,7 @@ def _cluster(name: str, address: dict[str, Any], **extra: Any) -> dict[str, Any]
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
-        "typed_extension_protocol_options": _http2_options(),
+        **protocol,
         **extra,
     }
 
@@ -350,12 +360,25 @@ def edge(allowlist: AllowList) -> dict[str, Any]:
                     "telemesh": {
                         "issuer": policy.issuer,
                         "audiences": list(policy.audiences),
-                        "local_jwks": {"filename": "${JWKS_FILE}"},
+                        # Fetched when the cached copy is older than the duration (on the
+                        # next request; a failed fetch refuses the token): a key removed
+                        # from the JWKS stops verifying within it. No `jwt_cache_config`:
+                        # Envoy's cache of verified tokens would skip the key check.
+                        "remote_jwks": {
+                            "http_uri": {
+                                "uri": f"http://{HOST}:${{JWKS_PORT}}{JWKS_PATH}",
+                                "cluster": JWKS_CLUSTER,
+                                "timeout": "2s",
+                            },
+                            "cache_duration": "${JWKS_CACHE_DURATION}",
+                        },
+                        # Only `authorization: Bearer`; not the default `access_token`
+                        # query parameter (URLs end up in logs and histories).
+                        "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
                         # Services verify the token again: pass it on.
                         "forward": True,
                         "payload_in_metadata": "jwt_payload",
-                        # A token verified once is not verified again on every call.
-                        "jwt_cache_config": {"jwt_cache_size": 10000},
+                        "failed_status_in_metadata": JWT_FAILURE_METADATA,
                     }
                 },
                 "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "telemesh"}}],
@@ -411,6 +434,7 @@ def edge(allowlist: AllowList) -> dict[str, Any]:
                         codec_type="AUTO",
                         use_remote_address=True,
                         common_http_protocol_options={"idle_timeout": "3600s"},
+                        local_reply_config=_bad_token_is_unauthenticated(),
                     )
                 ],
             }
@@ -420,7 +444,26 @@ def edge(allowlist: AllowList) -> dict[str, Any]:
         _mesh_cluster(service, "RING_HASH" if service in allowlist.affinity else None)
         for service in allowlist.services
     ]
-    return _bootstrap("edge", "edge", [listener], clusters)
+    jwks = _cluster(JWKS_CLUSTER, _socket_address(HOST, "${JWKS_PORT}"), http2=False)
+    return _bootstrap("edge", "edge", [listener], [*clusters, jwks])
+
+
+def _bad_token_is_unauthenticated() -> dict[str, Any]:
+    """Every token jwt_authn refuses is 401 (gRPC UNAUTHENTICATED): jwt_authn itself
+    answers 403 for a wrong audience, which a client would read as PERMISSION_DENIED.
+    RBAC's 403 for a role the allow-list does not name stays PERMISSION_DENIED."""
+    failed = {
+        "metadata_filter": {
+            "matcher": {
+                "filter": "envoy.filters.http.jwt_authn",
+                "path": [{"key": JWT_FAILURE_METADATA}],
+                "value": {"present_match": True},
+            },
+            # The default (true) would also match every request without a failure.
+            "match_if_key_not_found": False,
+        }
+    }
+    return {"mappers": [{"filter": failed, "status_code": 401}]}
 
 
 def render_all(allowlist: AllowList) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ Environments differ only in the hand-written overlays (mesh/istio/overlays/).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from telemesh.config import DEFAULT_PORTS
@@ -33,6 +34,15 @@ COLLECTOR = "otel-collector"
 COLLECTOR_IMAGE = "otel/opentelemetry-collector:0.120.0"
 TRACING_PROVIDER = "otel-collector"  # meshConfig.extensionProviders entry (mesh/istio/README.md)
 RUN_AS = 10001
+# The services read their caller's SPIFFE id from the last element of
+# x-forwarded-client-cert (telemesh.identity.forwarded). Istio's sidecars default to
+# APPEND_FORWARD, which keeps what the caller sent before that element and forwards a
+# plaintext caller's header untouched; SANITIZE_SET leaves exactly the sidecar's own
+# element (or no header at all).
+SIDECAR_PROXY_CONFIG = {"proxyHeaders": {"forwardedClientCert": "SANITIZE_SET"}}
+# The gateway never passes on a client's XFCC (it has no client certificates to vouch for).
+EDGE_PROXY_CONFIG = {"gatewayTopology": {"forwardClientCertDetails": "SANITIZE"}}
+PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
 
 HEADER = (
     "# Rendered by `telemesh mesh render` from mesh/allowlist.yaml: do not edit by hand;\n"
@@ -149,7 +159,12 @@ def _service_deployment(allowlist: AllowList, service: str) -> dict[str, Any]:
             "replicas": 2 if service in allowlist.affinity else 1,
             "selector": {"matchLabels": {"app": service}},
             "template": {
-                "metadata": {"labels": {**_labels(service), "version": "v1"}},
+                "metadata": {
+                    "labels": {**_labels(service), "version": "v1"},
+                    "annotations": {
+                        PROXY_CONFIG_ANNOTATION: json.dumps(SIDECAR_PROXY_CONFIG, sort_keys=True)
+                    },
+                },
                 "spec": {
                     "serviceAccountName": service,
                     "automountServiceAccountToken": False,
@@ -207,7 +222,10 @@ def _edge_deployment(allowlist: AllowList) -> dict[str, Any]:
             "template": {
                 "metadata": {
                     # Istio gateway injection: the `gateway` template fills in the proxy.
-                    "annotations": {"inject.istio.io/templates": "gateway"},
+                    "annotations": {
+                        "inject.istio.io/templates": "gateway",
+                        PROXY_CONFIG_ANNOTATION: json.dumps(EDGE_PROXY_CONFIG, sort_keys=True),
+                    },
                     "labels": {**labels, "sidecar.istio.io/inject": "true"},
                 },
                 "spec": {
@@ -385,6 +403,9 @@ def request_authentication(allowlist: AllowList) -> list[dict[str, Any]]:
                         "issuer": jwt.issuer,
                         "audiences": list(jwt.audiences),
                         "jwksUri": jwt.jwks_uri,
+                        # Only `authorization: Bearer`: naming a location turns off the
+                        # default ones (the `access_token` query parameter among them).
+                        "fromHeaders": [{"name": "authorization", "prefix": "Bearer "}],
                         # Services verify the token again: keep it on the request.
                         "forwardOriginalToken": True,
                     }

@@ -4,8 +4,9 @@ Each service serves on a Unix socket that only its sidecar reaches; the sidecar'
 inbound listener (mutual TLS, RBAC from the allow-list) is the service's only door from
 the network. The service reaches the others through its sidecar's outbound listener
 (another Unix socket: plaintext in, mutual TLS out). The edge Envoy is the door for
-browsers and apps (TLS, gRPC-web, CORS, JWT). The local CA issues every workload's
-SPIFFE certificate and renews it at half its life; Envoy picks the new file up without a
+browsers and apps (TLS, gRPC-web, CORS, JWT); it fetches the token keys from a small
+JWKS endpoint this process serves. The local CA issues every workload's SPIFFE
+certificate and renews it at half its life; Envoy picks the new file up without a
 restart.
 
 `telemesh up`, the mesh tests and the mesh benchmark all run this one class.
@@ -32,6 +33,7 @@ from telemesh.mesh.ca import LocalCA, ca_folder, spiffe_id
 from telemesh.mesh.identities import IdentityRotator, Workload, identity_folder
 from telemesh.mesh.settings import MeshSettings
 from telemesh.stack.envoy import envoy_process
+from telemesh.stack.jwks_endpoint import JwksEndpoint
 from telemesh.stack.process import ManagedProcess, free_port, module_process, stop_all
 
 LOCAL_CONFIGS = REPO / "mesh" / "local"
@@ -101,6 +103,7 @@ class MeshLayout:
     inbound_ports: dict[str, int]
     admin_ports: dict[str, int]
     metrics_ports: dict[str, int]  # each service's Prometheus scrape endpoint
+    jwks_port: int  # the JWKS endpoint the edge fetches token keys from
     run_dir: Path
 
     @classmethod
@@ -116,6 +119,7 @@ class MeshLayout:
             inbound_ports={name: free_port() for name in services},
             admin_ports={name: free_port() for name in (*map(sidecar_name, services), EDGE)},
             metrics_ports={name: free_port() for name in services},
+            jwks_port=free_port(),
             run_dir=run_dir.resolve(),
         )
 
@@ -162,6 +166,7 @@ class LocalMesh:
         self.envoys: dict[str, ManagedProcess] = {}
         self._stop_rotation = threading.Event()
         self._rotation: threading.Thread | None = None
+        self.jwks_endpoint = JwksEndpoint(self.runtime.jwks_path().resolve(), self.layout.jwks_port)
 
     # --- identities and configs -------------------------------------------------------
 
@@ -198,7 +203,8 @@ class LocalMesh:
             "TRUST_DOMAIN": self.runtime.trust_domain,
             "NAMESPACE": self.runtime.namespace,
             "EDGE_PORT": layout.edge_port,
-            "JWKS_FILE": str(self.runtime.jwks_path().resolve()),
+            "JWKS_PORT": layout.jwks_port,
+            "JWKS_CACHE_DURATION": f"{self.runtime.jwks_refresh_seconds:g}s",
         }
         for service in self.services:
             values[f"{service.upper()}_INBOUND_PORT"] = layout.inbound_ports[service]
@@ -224,6 +230,7 @@ class LocalMesh:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         if self.runtime.dev_issuer:
             DevIssuer(self.home)  # the edge verifies tokens against its JWKS
+        self.jwks_endpoint.start()
         self.rotator.issue_all()
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMESH_")}
         for name in (*map(sidecar_name, self.services), EDGE):
@@ -327,6 +334,7 @@ class LocalMesh:
         ]
         for group in groups:
             stop_all(group)  # all of a group drain at once
+        self.jwks_endpoint.stop()
 
     def endpoints(self) -> dict[str, Any]:
         """Where everything is, for people and tools (`$TELEMESH_HOME/endpoints.json`)."""
@@ -340,6 +348,7 @@ class LocalMesh:
             },
             "ca_bundle": str(self.ca.bundle_path),
             "jwks": str(self.runtime.jwks_path().resolve()),
+            "jwks_url": self.jwks_endpoint.url,
             "services": {
                 service: {
                     "socket": f"unix:{layout.service_socket(service)}",
