@@ -360,6 +360,8 @@ def edge(allowlist: AllowList) -> dict[str, Any]:
                     "telemesh": {
                         "issuer": policy.issuer,
                         "audiences": list(policy.audiences),
+                        # As the services: a token without `exp` never expires.
+                        "require_expiration": True,
                         # Fetched when the cached copy is older than the duration (on the
                         # next request; a failed fetch refuses the token): a key removed
                         # from the JWKS stops verifying within it. No `jwt_cache_config`:

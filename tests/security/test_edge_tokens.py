@@ -51,6 +51,10 @@ BAD_TOKENS: dict[str, Callable[[MeshUnderTest, Path], str]] = {
     "wrong issuer": _signed(iss="someone-else"),
     "expired": _signed(iat=1_600_000_000, exp=1_600_000_600),
     "exp as a string": _signed(exp="4102444800"),
+    "no exp": lambda mesh, tmp: forged_tokens.sign(
+        forged_tokens.issuer_key(mesh.home),
+        {k: v for k, v in forged_tokens.claims().items() if k != "exp"},
+    ),
     "unknown signing key": _foreign_key,
     "alg none": lambda mesh, tmp: forged_tokens.unsigned(forged_tokens.claims()),
     "not a jwt": lambda mesh, tmp: "e30.e30.c2ln",
