@@ -106,13 +106,17 @@ class JwksVerifier:
 
     The file is read again when its content changed, checked at most every
     `refresh_seconds`: a key removed from it stops verifying within that interval,
-    without a restart. A file that is missing or does not parse holds no keys.
+    without a restart. A token naming a key we do not know has it looked at sooner (at
+    most once a second), so a newly published key works at once. A file that is missing
+    or does not parse holds no keys.
     """
 
     # Verified tokens are remembered until they expire or their key goes: a client
     # presents the same token on every call, and an ES256 verification costs more than
     # the rest of a small call's runtime work.
     CACHE_SIZE = 10_000
+    # The least time between two looks at the file that unknown key ids may cause.
+    UNKNOWN_KID_RECHECK_SECONDS = 1.0
 
     def __init__(
         self,
@@ -130,11 +134,12 @@ class JwksVerifier:
         self._keys: dict[str, Any] = {}
         self._verified: OrderedDict[str, _Remembered] = OrderedDict()
 
-    def _load(self) -> None:
+    def _load(self, interval: float | None = None) -> None:
         if self.jwks_path is None:
             return
         now = time.monotonic()
-        if self._checked_at is not None and now - self._checked_at < self.refresh_seconds:
+        wait = self.refresh_seconds if interval is None else interval
+        if self._checked_at is not None and now - self._checked_at < wait:
             return
         self._checked_at = now
         try:
@@ -184,6 +189,8 @@ class JwksVerifier:
         except jwt.PyJWTError:
             raise InvalidToken("malformed token") from None
         kid = header.get("kid")
+        if isinstance(kid, str) and kid not in self._keys:
+            self._load(self.UNKNOWN_KID_RECHECK_SECONDS)
         if not isinstance(kid, str) or kid not in self._keys:
             raise InvalidToken("unknown signing key")
         key = self._keys[kid]

@@ -137,3 +137,24 @@ def test_the_refresh_interval_is_bounded(value: str) -> None:
     with pytest.raises(ConfigError, match="TELEMESH_JWKS_REFRESH_SECONDS"):
         load(RuntimeSettings, {"TELEMESH_JWKS_REFRESH_SECONDS": value})
     assert load(RuntimeSettings, {"TELEMESH_JWKS_REFRESH_SECONDS": "60"}).jwks_refresh_seconds == 60
+
+
+def test_a_newly_published_key_is_picked_up_before_the_interval(tmp_path: Path) -> None:
+    """A token naming an unknown key has the file looked at again (at most once a
+    second), not only after the full interval (here 60 s, longer than the poll's bound)."""
+    first = SigningKey.load_or_create(tmp_path / "first")
+    second = SigningKey.load_or_create(tmp_path / "second")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [first.jwk]}))
+    verifier = JwksVerifier(jwks, refresh_seconds=60)
+    assert verifier.verify(first.sign(forged_tokens.claims("p-1"), 600)).subject == "p-1"
+    jwks.write_text(json.dumps({"keys": [first.jwk, second.jwk]}))
+    token = second.sign(forged_tokens.claims("p-2"), 600)
+    deadline = time.monotonic() + PATIENCE_SECONDS / 2
+    while True:
+        try:
+            assert verifier.verify(token).subject == "p-2"
+            return
+        except InvalidToken:
+            assert time.monotonic() < deadline, "the new key was not picked up"
+            time.sleep(0.1)
