@@ -177,19 +177,19 @@ class JwksVerifier:
                 self._verified.move_to_end(token)
                 return known.verified
             del self._verified[token]
-        remembered = self._verify(token)
+        remembered = self._verify(token, load)
         self._verified[token] = remembered
         if len(self._verified) > self.CACHE_SIZE:
             self._verified.popitem(last=False)
         return remembered.verified
 
-    def _verify(self, token: str) -> _Remembered:
+    def _verify(self, token: str, load: bool) -> _Remembered:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidToken("malformed token") from None
         kid = header.get("kid")
-        if isinstance(kid, str) and kid not in self._keys:
+        if load and isinstance(kid, str) and kid not in self._keys:
             self._load(self.UNKNOWN_KID_RECHECK_SECONDS)
         if not isinstance(kid, str) or kid not in self._keys:
             raise InvalidToken("unknown signing key")
