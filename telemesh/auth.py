@@ -130,8 +130,9 @@ class Authenticator:
             token = value.strip()
         if token is None:
             # The edge only ever speaks for a user: on its own it is nobody.
-            caller = service if service in SERVICES else None
-            return (Principal("service", caller) if caller else None), None
+            if service is None or service == EDGE_ACCOUNT:
+                return None, None
+            return Principal("service", service), None
         try:
             claims = self.verifier.verify(token)
         except InvalidToken as exc:

@@ -118,6 +118,12 @@ def test_a_forged_forwarded_identity_is_nobody_at_a_real_service(session: Stack,
     assert _as_forwarded(session, HEADERS[case][0]) == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_the_edges_identity_alone_is_nobody(session: Stack) -> None:
+    """The edge forwards end users' calls (with their token); without one it is no
+    service principal."""
+    assert _as_forwarded(session, _element(_id("edge"))) == grpc.StatusCode.UNAUTHENTICATED
+
+
 # --- the sidecars make the last element theirs -------------------------------------
 
 
