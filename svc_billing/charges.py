@@ -9,16 +9,22 @@ from svc_billing.coding import Coding
 from svc_billing.completion import Completion
 from svc_billing.fees import FeeSchedule
 from svc_billing.models import BILLABLE, NOT_BILLABLE, ChargeEventRow, ChargeRow
+from svc_billing.sealed import seal_codes, seal_digest
 from telemesh.auth import Principal
+from telemesh.field_crypto import FieldCipher
 
 # A claim line points at up to four of the claim's diagnoses (as on the CMS-1500 form).
 MAX_POINTERS = 4
 
 
 def build_charge(
-    completion: Completion, coding: Coding, fees: FeeSchedule, actor: Principal
+    completion: Completion,
+    coding: Coding,
+    fees: FeeSchedule,
+    actor: Principal,
+    cipher: FieldCipher,
 ) -> tuple[ChargeRow, ChargeEventRow]:
-    """The charge row and its first history row (creation)."""
+    """The charge row (its PHI sealed with `cipher`) and its first history row."""
     now = datetime.now(UTC)
     state = BILLABLE if coding.billable else NOT_BILLABLE
     amount = fees.price(coding.procedure_code, coding.units) if coding.billable else 0
@@ -37,7 +43,7 @@ def build_charge(
         new_patient=completion.facts.new_patient,
         at_home=completion.facts.at_home,
         audio_only=completion.facts.audio_only,
-        completion_digest=completion.digest,
+        completion_digest=seal_digest(cipher, charge_id, completion.digest),
         rule_set=coding.rule_set,
         procedure_code=coding.procedure_code,
         modifiers=list(coding.modifiers),
@@ -46,7 +52,7 @@ def build_charge(
         amount_minor=amount,
         currency=fees.currency,
         fee_schedule=fees.label,
-        diagnosis_codes=list(completion.diagnosis_codes),
+        diagnosis_codes_enc=seal_codes(cipher, charge_id, completion.diagnosis_codes),
         diagnosis_pointers=pointers if coding.billable else [],
         not_billable_reason=coding.not_billable_reason,
         create_time=now,

@@ -9,6 +9,7 @@ resources), so the R4B model validates exactly the R4 `Claim` structure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fhir.resources.R4B.claim import Claim
@@ -42,8 +43,9 @@ def _money(amount_minor: int, currency: str) -> dict[str, Any]:
     return {"value": to_decimal(amount_minor, currency), "currency": currency}
 
 
-def claim_resource(row: ChargeRow) -> dict[str, Any]:
-    """The Claim as a FHIR JSON object (not yet validated)."""
+def claim_resource(row: ChargeRow, diagnosis_codes: Sequence[str]) -> dict[str, Any]:
+    """The Claim as a FHIR JSON object (not yet validated); the row's codes come opened
+    (the row holds them sealed)."""
     unit_price = row.amount_minor // row.units
     claim: dict[str, Any] = {
         "resourceType": "Claim",
@@ -70,7 +72,7 @@ def claim_resource(row: ChargeRow) -> dict[str, Any]:
         ],
         "diagnosis": [
             {"sequence": index, "diagnosisCodeableConcept": _coding(ICD10_CM, code)}
-            for index, code in enumerate(row.diagnosis_codes, start=1)
+            for index, code in enumerate(diagnosis_codes, start=1)
         ],
         # Telemesh keeps no coverage records: the payer, when known, is the insurer.
         "insurance": [
@@ -103,7 +105,7 @@ def claim_resource(row: ChargeRow) -> dict[str, Any]:
     return claim
 
 
-def export_claim(row: ChargeRow) -> str:
+def export_claim(row: ChargeRow, diagnosis_codes: Sequence[str]) -> str:
     """The charge's Claim as JSON, validated by the FHIR models first."""
     if row.state not in (BILLABLE, BILLED):
         raise FailedPrecondition(
@@ -111,5 +113,5 @@ def export_claim(row: ChargeRow) -> str:
             f"only billable or billed charges are claimed; this one is {row.state}",
             {"state": row.state},
         )
-    claim: str = Claim.model_validate(claim_resource(row)).model_dump_json()
+    claim: str = Claim.model_validate(claim_resource(row, diagnosis_codes)).model_dump_json()
     return claim

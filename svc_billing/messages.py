@@ -49,7 +49,7 @@ def charge_message(record: ChargeRecord) -> billing_pb2.Charge:
         units=row.units,
         amount=money(row.amount_minor, row.currency),
         fee_schedule=row.fee_schedule,
-        diagnosis_codes=row.diagnosis_codes,
+        diagnosis_codes=record.diagnosis_codes,
         diagnosis_pointers=row.diagnosis_pointers,
         connected_seconds=row.connected_seconds,
         new_patient=row.new_patient,

@@ -1,7 +1,8 @@
 """The billing service's tables (its own database; no other service reads them).
 
 A charge's coded fields are written once, when the completion is recorded, and never
-updated. Only the state columns (`state`, `void_reason`, `update_time`, `revision`)
+updated. Its diagnosis codes (PHI) and its completion digest hold ciphertext only
+(svc_billing.sealed). Only the state columns (`state`, `void_reason`, `update_time`, `revision`)
 change, each change together with a `charge_events` row in the same transaction.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from telemesh.db_types import UtcDateTime
@@ -42,8 +43,8 @@ class ChargeRow(SQLModel, table=True):
     new_patient: bool
     at_home: bool
     audio_only: bool
-    # SHA-256 of the completion as first delivered: a redelivery must match it.
-    completion_digest: str = Field(max_length=64)
+    # SHA-256 of the completion as first delivered (a redelivery must match it), sealed.
+    completion_digest: str = Field(sa_type=Text)
 
     rule_set: str = Field(max_length=64)
     procedure_code: str = Field(default="", max_length=5)
@@ -53,7 +54,7 @@ class ChargeRow(SQLModel, table=True):
     amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
     currency: str = Field(max_length=3)
     fee_schedule: str = Field(max_length=64)
-    diagnosis_codes: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    diagnosis_codes_enc: str = Field(sa_type=Text)  # a JSON list of ICD-10-CM codes, sealed
     diagnosis_pointers: list[int] = Field(sa_column=Column(JSON, nullable=False))
     not_billable_reason: str = Field(default="", max_length=300)
     create_time: datetime = Field(sa_type=UtcDateTime, index=True)

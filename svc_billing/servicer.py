@@ -51,7 +51,7 @@ def _readers() -> Principal:
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     def __init__(self, app: BillingApp) -> None:
         self.app = app
-        self.store = ChargeStore(app.db)
+        self.store = ChargeStore(app.db, app.cipher)
 
     async def RecordVisitCompletion(
         self, request: billing_pb2.RecordVisitCompletionRequest, context: Context
@@ -63,11 +63,11 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         def build() -> tuple[ChargeRow, ChargeEventRow]:
             # Coded only when the charge is new: a redelivery finds the recorded one.
             coding = rules.code(completion.facts)
-            return build_charge(completion, coding, self.app.fees, principal)
+            return build_charge(completion, coding, self.app.fees, principal, self.app.cipher)
 
         record, created = await self.store.record_once(completion.visit_id, build)
         row = record.row
-        if row.completion_digest != completion.digest:
+        if record.completion_digest != completion.digest:
             raise AlreadyExists(
                 "VISIT_COMPLETION_CONFLICT",
                 "this visit's completion was recorded before with different content; the "
@@ -183,7 +183,10 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             )
             return response_type(charge=charge_message(record))
 
-        return await run_idempotent(self.app.db, method, request, response_type, work)
+        # The answer's charge holds the diagnosis codes: stored sealed.
+        return await run_idempotent(
+            self.app.db, method, request, response_type, work, cipher=self.app.cipher
+        )
 
     async def GetPatientStatement(
         self, request: billing_pb2.GetPatientStatementRequest, context: Context
@@ -214,7 +217,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         check.raise_if_any()
         row = await self.store.row(request.charge_id)
         require_self_or("patient", row.patient_id, BILLING_ROLE)
-        return billing_pb2.ExportClaimResponse(claim_json=export_claim(row))
+        return billing_pb2.ExportClaimResponse(
+            claim_json=export_claim(row, self.store.diagnosis_codes(row))
+        )
 
 
 def _check_period(check: Violations, start: date, end: date) -> None:

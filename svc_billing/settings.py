@@ -27,6 +27,16 @@ class BillingSettings:
         "medicare-em",
         "Rule set that codes a visit whose payer has no mapping (or that names no payer).",
     )
+    phi_keys: str = setting(
+        "TELEMESH_BILLING_PHI_KEYS",
+        "",
+        "PHI field keys `kid:base64,...` (first encrypts); default a key file in TELEMESH_HOME.",
+    )
+    phi_key_file: Path | None = setting(
+        "TELEMESH_BILLING_PHI_KEY_FILE",
+        None,
+        "PHI key file; default $TELEMESH_HOME/billing/phi-keys.json (created when missing).",
+    )
     payer_rule_sets: tuple[str, ...] = setting(
         "TELEMESH_BILLING_PAYER_RULE_SETS",
         (),

@@ -1,5 +1,6 @@
 """Charges in the database: recording a completion once per visit, reading them, and
-moving their state with a history row per move."""
+moving their state with a history row per move. Records come with their sealed columns
+opened (svc_billing.sealed)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from svc_billing.models import (
     ChargeEventRow,
     ChargeRow,
 )
+from svc_billing.sealed import open_codes, open_digest
 from telemesh.auth import Principal
 from telemesh.db import Database
 from telemesh.errors import FailedPrecondition, NotFound, invalid
+from telemesh.field_crypto import FieldCipher
 from telemesh.logs import log
 from telemesh.paging import decode_token, page_of
 
@@ -36,10 +39,16 @@ TRANSITIONS = {BILLED: {BILLABLE}, VOIDED: {BILLABLE, BILLED}}
 
 @dataclass(frozen=True)
 class ChargeRecord:
-    """A charge and its history, oldest first."""
+    """A charge, its history (oldest first) and its sealed columns, opened."""
 
     row: ChargeRow
     history: tuple[ChargeEventRow, ...]
+    diagnosis_codes: tuple[str, ...]
+    completion_digest: str
+
+
+def _record(cipher: FieldCipher, row: ChargeRow, history: Sequence[ChargeEventRow]) -> ChargeRecord:
+    return ChargeRecord(row, tuple(history), open_codes(cipher, row), open_digest(cipher, row))
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,11 @@ async def _history(
     return history
 
 
-async def _with_history(session: AsyncSession, rows: Sequence[ChargeRow]) -> list[ChargeRecord]:
+async def _with_history(
+    session: AsyncSession, cipher: FieldCipher, rows: Sequence[ChargeRow]
+) -> list[ChargeRecord]:
     history = await _history(session, [row.charge_id for row in rows])
-    return [ChargeRecord(row, tuple(history.get(row.charge_id, ()))) for row in rows]
+    return [_record(cipher, row, history.get(row.charge_id, ())) for row in rows]
 
 
 async def _row(session: AsyncSession, charge_id: str) -> ChargeRow:
@@ -92,11 +103,13 @@ def _after(cursor: dict[str, Any] | None) -> tuple[datetime, str] | None:
         raise invalid("page_token", "is not a token this service issued") from None
 
 
-async def _by_visit(session: AsyncSession, visit_id: str) -> ChargeRecord | None:
+async def _by_visit(
+    session: AsyncSession, cipher: FieldCipher, visit_id: str
+) -> ChargeRecord | None:
     row = (await session.exec(select(ChargeRow).where(col(ChargeRow.visit_id) == visit_id))).first()
     if row is None:
         return None
-    return (await _with_history(session, [row]))[0]
+    return (await _with_history(session, cipher, [row]))[0]
 
 
 def _refusal(state: str, target: str) -> FailedPrecondition:
@@ -110,8 +123,9 @@ def _refusal(state: str, target: str) -> FailedPrecondition:
 
 
 class ChargeStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cipher: FieldCipher) -> None:
         self.db = db
+        self.cipher = cipher
 
     async def record_once(
         self, visit_id: str, build: Callable[[], tuple[ChargeRow, ChargeEventRow]]
@@ -124,7 +138,7 @@ class ChargeStore:
         """
 
         async def work(session: AsyncSession) -> tuple[ChargeRecord, bool]:
-            existing = await _by_visit(session, visit_id)
+            existing = await _by_visit(session, self.cipher, visit_id)
             if existing is not None:
                 return existing, False
             row, event = build()
@@ -132,13 +146,13 @@ class ChargeStore:
             await session.flush()  # the charge before its history row (foreign key)
             session.add(event)
             await session.flush()
-            return ChargeRecord(row, (event,)), True
+            return _record(self.cipher, row, (event,)), True
 
         try:
             return await self.db.run_write(work)
         except exc.IntegrityError:
             async with self.db.read() as session:
-                existing = await _by_visit(session, visit_id)
+                existing = await _by_visit(session, self.cipher, visit_id)
             if existing is None:
                 raise
             log(logger, logging.INFO, "concurrent delivery lost the race", visit_id=visit_id)
@@ -148,12 +162,16 @@ class ChargeStore:
         """The charge and its history."""
         async with self.db.read() as session:
             row = await _row(session, charge_id)
-            return (await _with_history(session, [row]))[0]
+            return (await _with_history(session, self.cipher, [row]))[0]
 
     async def row(self, charge_id: str) -> ChargeRow:
-        """The charge without its history."""
+        """The charge without its history (its sealed columns sealed)."""
         async with self.db.read() as session:
             return await _row(session, charge_id)
+
+    def diagnosis_codes(self, row: ChargeRow) -> tuple[str, ...]:
+        """The row's diagnosis codes, opened."""
+        return open_codes(self.cipher, row)
 
     async def page(
         self, where: ChargeFilter, page_token: str, size: int
@@ -189,7 +207,7 @@ class ChargeStore:
         ).limit(size + 1)
         async with self.db.read() as session:
             rows, token = page_of((await session.exec(query)).all(), size, _cursor, query_key)
-            return await _with_history(session, rows), token
+            return await _with_history(session, self.cipher, rows), token
 
     async def for_statement(self, patient_id: str, start: date, end: date) -> list[ChargeRow]:
         """The patient's charges with a date of service in [start, end], not-billable
@@ -247,4 +265,4 @@ class ChargeStore:
         session.add(row)
         session.add(event)
         await session.flush()
-        return (await _with_history(session, [row]))[0]
+        return (await _with_history(session, self.cipher, [row]))[0]

@@ -20,7 +20,7 @@ from telemesh.config import RuntimeSettings, load
 from telemesh.consent.v1 import consent_pb2
 from telemesh.consent_watch import ConsentWatcher
 from telemesh.errors import TelemeshError
-from telemesh.field_crypto import FieldCipher, keyring
+from telemesh.field_crypto import FieldCipher, service_keyring
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.logs import log
 from telemesh.outbox import OutboxRelay, grpc_deliverer
@@ -41,9 +41,11 @@ class SessionApp(ServiceAppBase):
         self.session_settings = load(SessionSettings)
         own = settings.home / "session"
         self.cipher = FieldCipher(
-            keyring(
+            service_keyring(
+                settings.home,
+                self.name,
                 self.session_settings.phi_keys,
-                self.session_settings.phi_key_file or own / "phi-keys.json",
+                self.session_settings.phi_key_file,
             )
         )
         self.sealed_columns = SEALED_COLUMNS

@@ -78,10 +78,13 @@ class FieldKeys:
         return cls(data["active"], keys)
 
 
-def keyring(keys: str, key_file: Path) -> FieldKeys:
-    """A service's keys: `keys` (from its environment variable) when set, else its key
-    file (created with one fresh key when missing)."""
-    return FieldKeys.parse(keys) if keys else FieldKeys.load_or_create(key_file)
+def service_keyring(home: Path, service: str, keys: str, key_file: Path | None) -> FieldKeys:
+    """A service's keys: `keys` (its TELEMESH_<SERVICE>_PHI_KEYS) when set, else its key
+    file, by default $TELEMESH_HOME/<service>/phi-keys.json (created with one fresh key
+    when missing)."""
+    if keys:
+        return FieldKeys.parse(keys)
+    return FieldKeys.load_or_create(key_file or home / service / "phi-keys.json")
 
 
 def is_sealed(stored: str | bytes) -> bool:
