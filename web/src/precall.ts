@@ -28,7 +28,9 @@ export async function runPreCallCheck(
   stream: MediaStream,
   echo: (stream: MediaStream) => void,
 ): Promise<signaling.GetPreCallCheckResponse> {
-  const { iceServers } = await api.signaling.getIceServers({});
+  // No join token: the check belongs to no visit (it runs before check-in), so the
+  // service answers with STUN only; TURN credentials come with a visit's join token.
+  const { iceServers } = await api.signaling.getIceServers({ joinToken: "" });
   const pc = new RTCPeerConnection({ iceServers: toIceServers(iceServers) });
   try {
     for (const track of stream.getTracks()) pc.addTrack(track, stream);
