@@ -73,6 +73,9 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         "PRAGMA synchronous=FULL",
         "PRAGMA foreign_keys=ON",
         "PRAGMA busy_timeout=15000",
+        # Deleted content (a value before it was sealed or re-sealed) is zeroed, not
+        # left readable in free pages.
+        "PRAGMA secure_delete=ON",
     ):
         cursor.execute(pragma)
     cursor.close()

@@ -29,6 +29,7 @@ from sqlmodel import SQLModel
 from telemesh.config import RuntimeSettings, load
 from telemesh.db import Database
 from telemesh.field_crypto import SEALED_PREFIX, FieldCipher, is_sealed
+from telemesh.file_modes import owner_only
 from telemesh.logs import log, setup_logging
 
 logger = logging.getLogger("telemesh.phi_sealing")
@@ -130,6 +131,7 @@ def rotation_main(
     service: str, database_url: str, cipher: FieldCipher, columns: Sequence[SealedColumn]
 ) -> None:
     """The body of `python -m svc_<service>.phi_rotation`."""
+    owner_only()
     settings = load(RuntimeSettings)
     setup_logging(f"{service}-phi-rotation", settings.log_level)
     db = Database(database_url)

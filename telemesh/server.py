@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from telemesh.auth import Authenticator
 from telemesh.config import RuntimeSettings, load
+from telemesh.file_modes import owner_only
 from telemesh.identity.tokens import DevIssuer
 from telemesh.interceptor import RuntimeInterceptor
 from telemesh.logs import log, setup_logging
@@ -92,7 +93,7 @@ async def serve(
     )
     address = bind_address(server, settings.listen_address(app.name))
     if address.startswith("unix:"):
-        os.chmod(address.removeprefix("unix:"), 0o660)
+        os.chmod(address.removeprefix("unix:"), 0o600)  # its sidecar runs as the same user
     await server.start()
     for name in ("", *app.service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -115,6 +116,7 @@ async def serve(
 
 def run(name: str, make_app: Callable[[RuntimeSettings], ServiceApp]) -> None:
     """Entry point of `python -m svc_<name>`."""
+    owner_only()  # before anything is created under TELEMESH_HOME
     settings = load(RuntimeSettings)
     setup_logging(name, settings.log_level)
     telemetry = setup_telemetry(name)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from telemesh.config import describe
+from telemesh.file_modes import owner_only
 
 # Each module in telemesh/cli/ named here has `add_parser(subcommands)`, which sets
 # `func` on its parser; add a line to add a command.
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    owner_only()  # what a command creates under TELEMESH_HOME (and its children) too
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -20,6 +20,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from telemesh.file_modes import private_folder
+
 KEY_FILE = "signing-key.pem"
 JWKS_FILE = "jwks.json"
 
@@ -62,7 +64,7 @@ class SigningKey:
         """
         folder = folder.resolve()
         if not (folder / KEY_FILE).exists():
-            folder.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(folder.parent)
             candidate = Path(tempfile.mkdtemp(prefix=".keys-", dir=folder.parent))
             key = ec.generate_private_key(ec.SECP256R1())
             pem = key.private_bytes(

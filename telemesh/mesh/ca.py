@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from telemesh.file_modes import private_folder
+
 CA_KEY_FILE = "ca-key.pem"
 CA_CERT_FILE = "ca.pem"
 CA_LIFETIME = dt.timedelta(days=3650)
@@ -138,7 +140,7 @@ class LocalCA:
         """
         folder = folder.resolve()
         if not (folder / CA_CERT_FILE).exists():
-            folder.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(folder.parent)
             candidate = Path(tempfile.mkdtemp(prefix=".ca-", dir=folder.parent))
             key, certificate = cls.create("Telemesh local CA", trust_domain)
             (candidate / CA_KEY_FILE).write_bytes(_pem_key(key))

@@ -6,6 +6,7 @@ wait until ready, stop by the process's own id (SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from telemesh.file_modes import FILE_MODE, private_folder
 
 
 def free_port() -> int:
@@ -73,8 +76,10 @@ class ManagedProcess:
     _signalled: bool = field(default=False, repr=False)
 
     def start(self) -> ManagedProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
+        private_folder(self.log_path.parent)
+        # Owner-only: logs carry identifiers that are nobody else's business.
+        descriptor = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        self._log = os.fdopen(descriptor, "ab")
         self._signalled = False
         self.process = subprocess.Popen(
             list(self.argv),

@@ -17,6 +17,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from telemesh.config import RuntimeSettings, load, setting
+from telemesh.file_modes import owner_only
 from telemesh.logs import setup_logging
 from telemesh.server import serve
 from telemesh.tracestore.store import SpanStore
@@ -73,6 +74,7 @@ class ReceiverApp:
 
 
 def main() -> None:
+    owner_only()
     settings = load(RuntimeSettings)
     receiver = load(ReceiverSettings)
     setup_logging("tracestore", settings.log_level)

@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
+from telemesh.file_modes import private_file
 from telemesh.tracestore.redaction import keep
 
 SCHEMA = """
@@ -74,7 +75,7 @@ class SpanStore:
     """Spans in one SQLite file (the receiver writes, `telemesh trace` reads)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # 0600 before SQLite opens it; its -wal and -shm follow
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._writing = threading.Lock()
         self.conn.execute("pragma journal_mode=wal")
