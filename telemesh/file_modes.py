@@ -53,6 +53,13 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Writes a new file that is 0600 from its first byte, whatever the umask."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
 def exposed(path: Path) -> bool:
     """True when `path` is readable, writable or searchable by group or others."""
     return bool(path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))

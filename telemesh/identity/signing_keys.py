@@ -20,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from telemesh.file_modes import private_folder
+from telemesh.file_modes import private_folder, write_private
 
 KEY_FILE = "signing-key.pem"
 JWKS_FILE = "jwks.json"
@@ -72,10 +72,9 @@ class SigningKey:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            (candidate / KEY_FILE).write_bytes(pem)
-            os.chmod(candidate / KEY_FILE, 0o600)
+            write_private(candidate / KEY_FILE, pem)
             jwks = {"keys": [public_jwk(key.public_key())]}
-            (candidate / JWKS_FILE).write_text(json.dumps(jwks, indent=2))
+            write_private(candidate / JWKS_FILE, json.dumps(jwks, indent=2).encode())
             try:
                 os.rename(candidate, folder)
             except OSError:

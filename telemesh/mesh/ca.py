@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from telemesh.file_modes import private_folder
+from telemesh.file_modes import private_folder, write_private
 
 CA_KEY_FILE = "ca-key.pem"
 CA_CERT_FILE = "ca.pem"
@@ -143,10 +143,9 @@ class LocalCA:
             private_folder(folder.parent)
             candidate = Path(tempfile.mkdtemp(prefix=".ca-", dir=folder.parent))
             key, certificate = cls.create("Telemesh local CA", trust_domain)
-            (candidate / CA_KEY_FILE).write_bytes(_pem_key(key))
-            os.chmod(candidate / CA_KEY_FILE, 0o600)
-            (candidate / CA_CERT_FILE).write_bytes(
-                certificate.public_bytes(serialization.Encoding.PEM)
+            write_private(candidate / CA_KEY_FILE, _pem_key(key))
+            write_private(
+                candidate / CA_CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM)
             )
             try:
                 os.rename(candidate, folder)
