@@ -19,6 +19,7 @@ from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from telemesh.db_types import UtcDateTime
+from telemesh.hash_chain import GENESIS_HASH as CHAIN_GENESIS_HASH
 from telemesh.idempotency import IdempotencyRecord
 
 metadata = SQLModel.metadata
@@ -26,7 +27,7 @@ metadata = SQLModel.metadata
 ID_LENGTH = 100
 HASH_LENGTH = 64
 # The previous hash of the first entry in the chain.
-GENESIS_HASH = "0" * HASH_LENGTH
+GENESIS_HASH = CHAIN_GENESIS_HASH
 
 
 class ConsentRow(SQLModel, table=True):
