@@ -10,8 +10,10 @@ from svc_billing.fees import load_fee_schedule
 from svc_billing.phi_rotation import SEALED_COLUMNS
 from svc_billing.servicer import BillingServicer
 from svc_billing.settings import BillingSettings
+from telemesh.access_log import RemoteAccessRecorder
 from telemesh.app import ServiceAppBase
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
+from telemesh.care import PatientAccess, RemoteCareSource
 from telemesh.config import RuntimeSettings, load
 from telemesh.field_crypto import FieldCipher, service_keyring
 
@@ -42,4 +44,8 @@ class BillingApp(ServiceAppBase):
         self.fees.require(self.rules.codes)
 
     async def register(self, server: grpc.aio.Server) -> None:
+        # Channels are made on the server's event loop, so here and not in __init__.
+        self.patient_access = PatientAccess(
+            RemoteCareSource(self.clients), RemoteAccessRecorder(self.clients, self.name)
+        )
         billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(self), server)

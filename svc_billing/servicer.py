@@ -19,9 +19,9 @@ from svc_billing.models import BILLED, VOIDED, ChargeEventRow, ChargeRow
 from svc_billing.statement import build_statement
 from svc_billing.store import ChargeFilter, ChargeStore
 from telemesh import metrics
-from telemesh.auth import Principal, require_role, require_self_or, require_service
+from telemesh.auth import Principal, require_role, require_service
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
-from telemesh.errors import AlreadyExists, PermissionDenied
+from telemesh.errors import AlreadyExists
 from telemesh.idempotency import run_idempotent
 from telemesh.logs import log
 from telemesh.paging import page_size
@@ -44,14 +44,20 @@ R = TypeVar("R", bound=Message)
 
 
 def _readers() -> Principal:
-    """Callers who may read charges at all: patients (their own) and the billing role."""
-    return require_role("patient", BILLING_ROLE)
+    """Callers who may read charges at all: patients (their own), the billing role and
+    administrators (clinicians never: charges are not part of care)."""
+    return require_role("patient", BILLING_ROLE, "admin")
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     def __init__(self, app: BillingApp) -> None:
         self.app = app
         self.store = ChargeStore(app.db, app.cipher)
+        self.access = app.patient_access
+
+    async def _may_read(self, patient_id: str) -> None:
+        """The patient-access gate (telemesh.care), which also writes the access log."""
+        await self.access.require(patient_id, staff_roles=(BILLING_ROLE,), clinicians=False)
 
     async def RecordVisitCompletion(
         self, request: billing_pb2.RecordVisitCompletionRequest, context: Context
@@ -103,7 +109,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         check.uuid("charge_id", request.charge_id)
         check.raise_if_any()
         record = await self.store.get(request.charge_id)
-        require_self_or("patient", record.row.patient_id, BILLING_ROLE)
+        await self._may_read(record.row.patient_id)
         return billing_pb2.GetChargeResponse(charge=charge_message(record))
 
     async def ListCharges(
@@ -112,9 +118,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         principal = _readers()
         patient_id = request.patient_id
         if principal.role == "patient":
-            if patient_id and patient_id != principal.subject:
-                raise PermissionDenied("NOT_OWNER", "a patient may list only their own charges")
-            patient_id = principal.subject
+            patient_id = patient_id or principal.subject
         check = Violations()
         for field, value in (("patient_id", patient_id), ("visit_id", request.visit_id)):
             check.identifier(field, value, required=False)
@@ -124,8 +128,14 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 states.append(PROTO_TO_STATE[state])
         check.raise_if_any()
         size = page_size(request.page_size)
+        if patient_id:
+            await self._may_read(patient_id)
         where = ChargeFilter(patient_id, request.visit_id, tuple(sorted(set(states))))
         records, next_token = await self.store.page(where, request.page_token, size)
+        if not patient_id:  # billing staff or an admin across patients
+            await self.access.log_reads(
+                (record.row.patient_id for record in records), f"{principal.role}_staff"
+            )
         return billing_pb2.ListChargesResponse(
             charges=[charge_message(record) for record in records], next_page_token=next_token
         )
@@ -195,7 +205,6 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         patient_id = request.patient_id or (
             principal.subject if principal.role == "patient" else ""
         )
-        require_self_or("patient", patient_id, BILLING_ROLE)
         check = Violations()
         check.identifier("patient_id", patient_id)
         start = check.iso_date("start_date", request.start_date)
@@ -205,6 +214,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         check.raise_if_any()
         assert start is not None
         assert end is not None
+        await self._may_read(patient_id)
         rows = await self.store.for_statement(patient_id, start, end)
         return build_statement(patient_id, start, end, rows, self.app.fees.currency)
 
@@ -216,7 +226,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         check.uuid("charge_id", request.charge_id)
         check.raise_if_any()
         row = await self.store.row(request.charge_id)
-        require_self_or("patient", row.patient_id, BILLING_ROLE)
+        await self._may_read(row.patient_id)
         return billing_pb2.ExportClaimResponse(
             claim_json=export_claim(row, self.store.diagnosis_codes(row))
         )

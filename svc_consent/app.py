@@ -12,11 +12,14 @@ from functools import partial
 import grpc
 
 from svc_consent import consent_changes, ledger
+from svc_consent.access import ConsentAccess
 from svc_consent.change_feed import ChangeFeed
 from svc_consent.check_batcher import CheckBatcher
 from svc_consent.servicer import ConsentServicer
 from svc_consent.settings import ConsentSettings
+from telemesh.access_log import RemoteAccessRecorder
 from telemesh.app import ServiceAppBase
+from telemesh.care import PatientAccess, RemoteCareSource
 from telemesh.config import RuntimeSettings, load
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 
@@ -43,6 +46,12 @@ class ConsentApp(ServiceAppBase):
         return self._checks
 
     async def register(self, server: grpc.aio.Server) -> None:
+        # Channels are made on the server's event loop, so here and not in __init__.
+        self.access = ConsentAccess(
+            PatientAccess(
+                RemoteCareSource(self.clients), RemoteAccessRecorder(self.clients, self.name)
+            )
+        )
         self._checks = CheckBatcher(self.db, self.consent_settings.check_batch_size)
         consent_pb2_grpc.add_ConsentServiceServicer_to_server(ConsentServicer(self), server)
         self._tasks = [

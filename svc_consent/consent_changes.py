@@ -109,7 +109,7 @@ async def revoke(
     current = await ledger.current_version(session, consent_id)
     if current is None:
         raise NotFound("consent", consent_id)
-    actor = access.may_change(current.patient_id)
+    actor = access.require_patient_self(current.patient_id)
     if current.state == consent_pb2.CONSENT_STATE_REVOKED:
         raise FailedPrecondition(
             "CONSENT_ALREADY_REVOKED",

@@ -32,7 +32,6 @@ Change = Callable[[AsyncSession], Awaitable[ConsentVersionRow]]
 
 def _granting(change: ChangeRequest, state: int, principal: Principal) -> Change:
     """A grant or a rejection, once the caller may change this patient's consents."""
-    access.may_change(change.key.patient_id)
     return lambda session: consent_changes.grant_or_reject(session, change, state, principal)
 
 
@@ -40,6 +39,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     def __init__(self, app: ConsentApp) -> None:
         self.app = app
         self.db = app.db
+        self.access = app.access
 
     # --- changes -----------------------------------------------------------------
 
@@ -48,14 +48,14 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         method: str,
         request: Message,
         response_type: type[R],
-        prepare: Callable[[Principal], Change],
+        prepare: Callable[[Principal], Awaitable[Change]],
         **audited: Any,
     ) -> R:
         """What every change shares: a refusal audited (with `audited`'s fields), a role
         that may change consents, `prepare`'s checks, one idempotent transaction that
         writes the new version, then the watch streams told."""
         async with refusals.audited(self.db, method, **audited):
-            change = prepare(access.may_change_role())
+            change = await prepare(access.may_change_role())
 
             async def work(session: AsyncSession) -> R:
                 row = await change(session)
@@ -68,8 +68,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     async def GrantConsent(
         self, request: P.GrantConsentRequest, context: Context
     ) -> P.GrantConsentResponse:
-        def prepare(principal: Principal) -> Change:
-            return _granting(requests.grant(request, principal), P.CONSENT_STATE_ACTIVE, principal)
+        async def prepare(principal: Principal) -> Change:
+            change = requests.grant(request, principal)
+            await self.access.may_grant(change.key.patient_id, change.key.category)
+            return _granting(change, P.CONSENT_STATE_ACTIVE, principal)
 
         return await self._change(
             "GrantConsent",
@@ -83,10 +85,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     async def RejectConsent(
         self, request: P.RejectConsentRequest, context: Context
     ) -> P.RejectConsentResponse:
-        def prepare(principal: Principal) -> Change:
-            return _granting(
-                requests.reject(request, principal), P.CONSENT_STATE_REJECTED, principal
-            )
+        async def prepare(principal: Principal) -> Change:
+            change = requests.reject(request, principal)
+            await self.access.may_reject_or_revoke(change.key.patient_id)
+            return _granting(change, P.CONSENT_STATE_REJECTED, principal)
 
         return await self._change(
             "RejectConsent",
@@ -100,9 +102,14 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     async def RevokeConsent(
         self, request: P.RevokeConsentRequest, context: Context
     ) -> P.RevokeConsentResponse:
-        def prepare(principal: Principal) -> Change:
-            # Whose consent it is shows only in the transaction, which checks the caller.
+        async def prepare(principal: Principal) -> Change:
             requests.revoke(request)
+            async with self.db.read() as session:
+                consent = await ledger.get_consent(session, request.consent_id)
+            if consent is None:
+                raise NotFound("consent", request.consent_id)
+            await self.access.may_reject_or_revoke(consent.patient_id)
+            # The transaction checks the caller again against the version it locks.
             return lambda session: consent_changes.revoke(
                 session, request.consent_id, request.expected_version
             )
@@ -125,14 +132,14 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             row = await ledger.current_version(session, request.consent_id)
         if row is None:
             raise NotFound("consent", request.consent_id)
-        access.may_read_consent(row.patient_id, row.category, row.partner_clinic_id)
+        await self.access.may_read_consent(row.patient_id, row.category, row.partner_clinic_id)
         return P.GetConsentResponse(consent=convert.consent(row))
 
     async def ListConsents(
         self, request: P.ListConsentsRequest, context: Context
     ) -> P.ListConsentsResponse:
         requests.patient_filter(request.patient_id, required=True)
-        principal = access.may_read_patient(request.patient_id)
+        principal = await self.access.may_read_patient(request.patient_id)
         size = page_size(request.page_size)
         partner = principal.subject if principal.role == "partner" else None
         query = {"method": "ListConsents", "patient_id": request.patient_id, "partner": partner}
@@ -155,9 +162,12 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         cursor = decode_token(request.page_token, query, {"after": int}) or {}
         async with self.db.read() as session:
             consent = await ledger.get_consent(session, request.consent_id)
-            if consent is None:
-                raise NotFound("consent", request.consent_id)
-            access.may_read_consent(consent.patient_id, consent.category, consent.partner_clinic_id)
+        if consent is None:
+            raise NotFound("consent", request.consent_id)
+        await self.access.may_read_consent(
+            consent.patient_id, consent.category, consent.partner_clinic_id
+        )
+        async with self.db.read() as session:
             rows = await ledger.list_versions(
                 session, consent.consent_id, int(cursor.get("after", 0)), size + 1
             )
@@ -175,8 +185,10 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         async with refusals.audited(
             self.db, "CheckConsent", patient_id=request.patient_id, category=request.category
         ):
-            principal = access.may_check(request.category, request.partner_clinic_id)
             check = requests.check_consent(request)
+            principal = await self.access.may_check(
+                request.patient_id, request.category, request.partner_clinic_id
+            )
         answer = await self.app.checks.check(check, principal)
         judgement = answer.judgement
         response = P.CheckConsentResponse(
@@ -220,10 +232,4 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> P.VerifyAuditTrailResponse:
         access.may_verify()
         verdict = await audit_store.verify_stored_chain(self.db)
-        return P.VerifyAuditTrailResponse(
-            intact=verdict.intact,
-            entries_checked=verdict.entries_checked,
-            first_bad_sequence=verdict.first_bad_sequence,
-            problem=verdict.problem,
-            detail=verdict.detail,
-        )
+        return P.VerifyAuditTrailResponse(**verdict.answer_fields())

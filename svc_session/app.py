@@ -11,11 +11,14 @@ from datetime import timedelta
 import grpc
 
 from svc_session import booking
+from svc_session.access_log import LocalAccessRecorder
+from svc_session.care import LocalCareSource
 from svc_session.phi_rotation import SEALED_COLUMNS
 from svc_session.servicer import SessionServicer
 from svc_session.settings import SessionSettings
 from telemesh.app import ServiceAppBase
 from telemesh.auth import Principal
+from telemesh.care import PatientAccess
 from telemesh.config import RuntimeSettings, load
 from telemesh.consent.v1 import consent_pb2
 from telemesh.consent_watch import ConsentWatcher
@@ -57,6 +60,8 @@ class SessionApp(ServiceAppBase):
         self._sweeper: asyncio.Task[None] | None = None
 
     async def register(self, server: grpc.aio.Server) -> None:
+        # Care relationships are decided here, from this service's own tables.
+        self.patient_access = PatientAccess(LocalCareSource(self.db), LocalAccessRecorder(self.db))
         session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self), server)
         if self.session_settings.outbox_relay:
             self.relay = OutboxRelay(

@@ -85,22 +85,29 @@ async def _release(session: AsyncSession, visit_id: str) -> None:
     await session.exec(delete(SlotClaimRow).where(col(SlotClaimRow.visit_id) == visit_id))
 
 
-async def book(
-    session: AsyncSession, request: session_pb2.BookVisitRequest
-) -> session_pb2.BookVisitResponse:
-    principal = current_principal()
+def checked_start(request: session_pb2.BookVisitRequest) -> datetime:
+    """The booking's start, once every field of the request checks out."""
     check = Violations()
+    check.uuid("request_id", request.request_id)
     check.identifier("clinician_id", request.clinician_id)
     check.identifier("patient_id", request.patient_id)
     start = _check_start(check, "start_time", request.start_time, request.HasField("start_time"))
     check.raise_if_any()
     assert start is not None
-    if not (
-        principal.is_user("patient", request.patient_id)
-        or principal.is_user("clinician", request.clinician_id)
-        or principal.role == "admin"
-    ):
-        raise PermissionDenied("NOT_YOUR_BOOKING", "a patient books only for themselves")
+    return start
+
+
+async def book(
+    session: AsyncSession, request: session_pb2.BookVisitRequest, start: datetime
+) -> session_pb2.BookVisitResponse:
+    """Books the slot at `start` (from `checked_start`), once the caller passed the
+    patient-access gate: the patient, an admin, or a clinician with a care relationship,
+    who books only into their own schedule."""
+    principal = current_principal()
+    if principal.role == "clinician" and principal.subject != request.clinician_id:
+        raise PermissionDenied(
+            "NOT_YOUR_SCHEDULE", "a clinician books only into their own schedule"
+        )
     clinician = await session.get(ClinicianRow, request.clinician_id)
     if clinician is None:
         raise NotFound("clinician", request.clinician_id)

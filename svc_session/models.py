@@ -9,7 +9,9 @@ PostgreSQL alike.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 from telemesh.db_types import UtcDateTime
@@ -119,8 +121,47 @@ class SlotClaimRow(SQLModel, table=True):
     visit_id: str = Field(index=True, max_length=36)
 
 
+class AccessLogEntryRow(SQLModel, table=True):
+    """One entry of the HIPAA access log (telemesh.hash_chain): who reached which
+    patient's record, through which call, allowed or refused; never the PHI itself."""
+
+    __tablename__ = "access_log_entries"
+    __table_args__ = (Index("ix_access_log_patient_sequence", "patient_id", "sequence"),)
+
+    sequence: int = Field(
+        sa_column=Column(BigInteger, primary_key=True, autoincrement=False, nullable=False)
+    )
+    entry_time: datetime = Field(sa_type=UtcDateTime)
+    access_id: str = Field(max_length=36, unique=True)
+    access_time: str = Field(max_length=32)  # RFC 3339, as hashed
+    patient_id: str = Field(max_length=100)
+    actor_id: str = Field(max_length=100)
+    actor_role: str = Field(max_length=20)
+    service: str = Field(max_length=20)
+    method: str = Field(max_length=200)
+    outcome: int
+    basis: str = Field(max_length=60)
+    previous_hash: str = Field(max_length=64)
+    entry_hash: str = Field(max_length=64, unique=True)
+
+
+class AccessLogHeadRow(SQLModel, table=True):
+    __tablename__ = "access_log_head"
+
+    id: int = Field(primary_key=True)
+    sequence: int = Field(sa_column=Column(BigInteger, nullable=False))
+    entry_hash: str = Field(max_length=64)
+
+
+ACCESS_LOG_ENTRIES: Any = AccessLogEntryRow.__table__  # type: ignore[attr-defined]
+ACCESS_LOG_HEAD: Any = AccessLogHeadRow.__table__  # type: ignore[attr-defined]
+
 __all__ = [
+    "ACCESS_LOG_ENTRIES",
+    "ACCESS_LOG_HEAD",
     "BLOCK_MINUTES",
+    "AccessLogEntryRow",
+    "AccessLogHeadRow",
     "AvailabilityExceptionRow",
     "AvailabilityRow",
     "ClinicianRow",

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session.models import ClinicianRow, PatientRow, VisitRow
+from svc_session.models import ClinicianRow, PatientRow
 from svc_session.schedule import is_time_zone
 from telemesh.auth import current_principal, require_self_or
-from telemesh.errors import AlreadyExists, NotFound, PermissionDenied
+from telemesh.errors import AlreadyExists, NotFound
 from telemesh.field_crypto import FieldCipher
 from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
@@ -102,25 +101,16 @@ async def create_patient(
     return session_pb2.CreatePatientResponse(patient=patient_proto(cipher, row))
 
 
+def check_patient_id(patient_id: str) -> None:
+    check = Violations()
+    check.identifier("patient_id", patient_id)
+    check.raise_if_any()
+
+
 async def get_patient(
     session: AsyncSession, cipher: FieldCipher, request: session_pb2.GetPatientRequest
 ) -> session_pb2.GetPatientResponse:
-    principal = current_principal()
-    check = Violations()
-    check.identifier("patient_id", request.patient_id)
-    check.raise_if_any()
-    allowed = principal.is_user("patient", request.patient_id) or principal.role == "admin"
-    if not allowed and principal.role == "clinician":
-        # A clinician sees the patients they have a visit with.
-        shared = await session.exec(
-            select(VisitRow.visit_id)
-            .where(VisitRow.patient_id == request.patient_id)
-            .where(VisitRow.clinician_id == principal.subject)
-            .limit(1)
-        )
-        allowed = shared.first() is not None
-    if not allowed:
-        raise PermissionDenied("NOT_YOUR_PATIENT", "the caller may not read this patient")
+    """The profile, once the caller passed the patient-access gate (telemesh.care)."""
     row = await session.get(PatientRow, request.patient_id)
     if row is None:
         raise NotFound("patient", request.patient_id)

@@ -3,13 +3,19 @@ domain rules live in the modules it calls."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session import availability, booking, join_tokens, profiles, visits
+from svc_session import access_log, availability, booking, care, join_tokens, profiles, visits
+from svc_session.visit_store import NotParticipant
+from telemesh.auth import current_principal, require_role, require_service
+from telemesh.errors import PermissionDenied
 from telemesh.idempotency import run_idempotent
+from telemesh.paging import decode_token, page_of, page_size
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 
 if TYPE_CHECKING:
@@ -19,18 +25,47 @@ Context = grpc.aio.ServicerContext[Any, Any]
 P = session_pb2
 
 
+class _AboutAVisit(Protocol):
+    @property
+    def visit(self) -> session_pb2.Visit: ...
+
+
+VisitAnswer = TypeVar("VisitAnswer", bound=_AboutAVisit)
+
+
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     def __init__(self, app: SessionApp) -> None:
         self.app = app
         self.db = app.db
         self.cipher = app.cipher
+        self.access = app.patient_access
+
+    async def _log_reads(self, patient_ids: Iterable[str]) -> None:
+        """Logs reads decided by the visit's own rules (participants, admins)."""
+        principal = current_principal()
+        for patient_id in dict.fromkeys(patient_ids):
+            basis = await self.access.basis(principal, patient_id)
+            await self.access.recorder.record(
+                principal, patient_id, allowed=True, basis=basis or "visit_participant"
+            )
+
+    async def _about_visit(self, work: Awaitable[VisitAnswer]) -> VisitAnswer:
+        """Runs an RPC about one visit and puts it in the access log: the visit's patient
+        when it was answered; the refusal (not a participant) when it was not."""
+        try:
+            response = await work
+        except NotParticipant as refusal:
+            await self.access.refused(refusal.patient_id, refusal.reason)
+            raise
+        await self._log_reads([response.visit.patient_id])
+        return response
 
     # --- people ----------------------------------------------------------------
 
     async def CreatePatient(
         self, request: P.CreatePatientRequest, context: Context
     ) -> P.CreatePatientResponse:
-        return await run_idempotent(
+        response = await run_idempotent(
             self.db,
             "CreatePatient",
             request,
@@ -38,10 +73,14 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             lambda s: profiles.create_patient(s, self.cipher, request),
             cipher=self.cipher,
         )
+        await self._log_reads([response.patient.patient_id])
+        return response
 
     async def GetPatient(
         self, request: P.GetPatientRequest, context: Context
     ) -> P.GetPatientResponse:
+        profiles.check_patient_id(request.patient_id)
+        await self.access.require(request.patient_id)
         async with self.db.read() as session:
             return await profiles.get_patient(session, self.cipher, request)
 
@@ -111,19 +150,29 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     # --- booking -------------------------------------------------------------------
 
     async def BookVisit(self, request: P.BookVisitRequest, context: Context) -> P.BookVisitResponse:
+        start = booking.checked_start(request)
+        # A clinician books only for a patient they already have a care relationship
+        # with; a first visit is booked by the patient (or an admin).
+        await self.access.require(request.patient_id)
         return await run_idempotent(
-            self.db, "BookVisit", request, P.BookVisitResponse, lambda s: booking.book(s, request)
+            self.db,
+            "BookVisit",
+            request,
+            P.BookVisitResponse,
+            lambda s: booking.book(s, request, start),
         )
 
     async def CancelVisit(
         self, request: P.CancelVisitRequest, context: Context
     ) -> P.CancelVisitResponse:
-        response = await run_idempotent(
-            self.db,
-            "CancelVisit",
-            request,
-            P.CancelVisitResponse,
-            lambda s: booking.cancel(s, request),
+        response = await self._about_visit(
+            run_idempotent(
+                self.db,
+                "CancelVisit",
+                request,
+                P.CancelVisitResponse,
+                lambda s: booking.cancel(s, request),
+            )
         )
         self.app.outbox_committed()
         return response
@@ -131,24 +180,28 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def RescheduleVisit(
         self, request: P.RescheduleVisitRequest, context: Context
     ) -> P.RescheduleVisitResponse:
-        return await run_idempotent(
-            self.db,
-            "RescheduleVisit",
-            request,
-            P.RescheduleVisitResponse,
-            lambda s: booking.reschedule(s, request),
+        return await self._about_visit(
+            run_idempotent(
+                self.db,
+                "RescheduleVisit",
+                request,
+                P.RescheduleVisitResponse,
+                lambda s: booking.reschedule(s, request),
+            )
         )
 
     async def MarkNoShow(
         self, request: P.MarkNoShowRequest, context: Context
     ) -> P.MarkNoShowResponse:
         grace = timedelta(minutes=self.app.session_settings.no_show_grace_minutes)
-        response = await run_idempotent(
-            self.db,
-            "MarkNoShow",
-            request,
-            P.MarkNoShowResponse,
-            lambda s: booking.mark_no_show(s, request, grace),
+        response = await self._about_visit(
+            run_idempotent(
+                self.db,
+                "MarkNoShow",
+                request,
+                P.MarkNoShowResponse,
+                lambda s: booking.mark_no_show(s, request, grace),
+            )
         )
         self.app.outbox_committed()
         return response
@@ -156,46 +209,62 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     # --- the visit's life --------------------------------------------------------------
 
     async def GetVisit(self, request: P.GetVisitRequest, context: Context) -> P.GetVisitResponse:
-        async with self.db.read() as session:
-            return await visits.get(session, self.cipher, request)
+        async def read() -> P.GetVisitResponse:
+            async with self.db.read() as session:
+                return await visits.get(session, self.cipher, request)
+
+        return await self._about_visit(read())
 
     async def ListVisits(
         self, request: P.ListVisitsRequest, context: Context
     ) -> P.ListVisitsResponse:
-        async with self.db.read() as session:
-            return await visits.list_visits(session, self.cipher, request)
+        try:
+            async with self.db.read() as session:
+                response = await visits.list_visits(session, self.cipher, request)
+        except PermissionDenied as refusal:
+            if request.patient_id:  # someone else's visits asked for by patient id
+                await self.access.refused(request.patient_id, refusal.reason)
+            raise
+        await self._log_reads([visit.patient_id for visit in response.visits])
+        return response
 
     async def CheckIn(self, request: P.CheckInRequest, context: Context) -> P.CheckInResponse:
         window = timedelta(minutes=self.app.session_settings.join_window_before_minutes)
-        return await run_idempotent(
-            self.db,
-            "CheckIn",
-            request,
-            P.CheckInResponse,
-            lambda s: visits.check_in(s, request, window),
+        return await self._about_visit(
+            run_idempotent(
+                self.db,
+                "CheckIn",
+                request,
+                P.CheckInResponse,
+                lambda s: visits.check_in(s, request, window),
+            )
         )
 
     async def AdmitPatient(
         self, request: P.AdmitPatientRequest, context: Context
     ) -> P.AdmitPatientResponse:
-        return await run_idempotent(
-            self.db,
-            "AdmitPatient",
-            request,
-            P.AdmitPatientResponse,
-            lambda s: visits.admit(s, request),
+        return await self._about_visit(
+            run_idempotent(
+                self.db,
+                "AdmitPatient",
+                request,
+                P.AdmitPatientResponse,
+                lambda s: visits.admit(s, request),
+            )
         )
 
     async def CompleteVisit(
         self, request: P.CompleteVisitRequest, context: Context
     ) -> P.CompleteVisitResponse:
-        response = await run_idempotent(
-            self.db,
-            "CompleteVisit",
-            request,
-            P.CompleteVisitResponse,
-            lambda s: visits.complete(s, self.cipher, request),
-            cipher=self.cipher,  # the answer holds the diagnosis codes
+        response = await self._about_visit(
+            run_idempotent(
+                self.db,
+                "CompleteVisit",
+                request,
+                P.CompleteVisitResponse,
+                lambda s: visits.complete(s, self.cipher, request),
+                cipher=self.cipher,  # the answer holds the diagnosis codes
+            )
         )
         self.app.outbox_committed()
         visits.record_root_span(response.visit)
@@ -233,3 +302,52 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: P.GetJoinTokenKeysRequest, context: Context
     ) -> P.GetJoinTokenKeysResponse:
         return join_tokens.keys(self.app.join_key)
+
+    # --- care relationships and the access log -------------------------------------------
+
+    async def CheckCareRelationship(
+        self, request: P.CheckCareRelationshipRequest, context: Context
+    ) -> P.CheckCareRelationshipResponse:
+        return await care.check(self.db, request)
+
+    async def RecordPatientAccess(
+        self, request: P.RecordPatientAccessRequest, context: Context
+    ) -> P.RecordPatientAccessResponse:
+        caller = require_service(*care.ASKING_SERVICES)
+        access_log.check_record_request(request, caller.subject)
+
+        async def work(session: AsyncSession) -> P.RecordPatientAccessResponse:
+            recorded = await access_log.append(session, request.accesses)
+            return P.RecordPatientAccessResponse(recorded_count=recorded)
+
+        return await run_idempotent(
+            self.db, "RecordPatientAccess", request, P.RecordPatientAccessResponse, work
+        )
+
+    async def ListPatientAccess(
+        self, request: P.ListPatientAccessRequest, context: Context
+    ) -> P.ListPatientAccessResponse:
+        profiles.check_patient_id(request.patient_id)
+        size = page_size(request.page_size)
+        principal = current_principal()
+        if not (principal.is_user("patient", request.patient_id) or principal.role == "admin"):
+            raise PermissionDenied(
+                "NOT_YOUR_LOG", "a patient lists only their own access log; admins any"
+            )
+        query = {"method": "ListPatientAccess", "patient_id": request.patient_id}
+        cursor = decode_token(request.page_token, query, {"before": int})
+        async with self.db.read() as session:
+            rows = await access_log.list_entries(
+                session, request.patient_id, cursor["before"] if cursor else None, size + 1
+            )
+        page, token = page_of(rows, size, lambda row: {"before": row.sequence}, query)
+        return P.ListPatientAccessResponse(
+            entries=[access_log.to_proto(row) for row in page], next_page_token=token
+        )
+
+    async def VerifyAccessLog(
+        self, request: P.VerifyAccessLogRequest, context: Context
+    ) -> P.VerifyAccessLogResponse:
+        require_role("admin")
+        verdict = await access_log.CHAIN.verify_stored(self.db)
+        return P.VerifyAccessLogResponse(**verdict.answer_fields())

@@ -65,12 +65,20 @@ def role_in(visit: VisitRow, principal: Principal) -> str | None:
     return None
 
 
+class NotParticipant(PermissionDenied):
+    """A refusal about one visit; names the visit's patient for the access log."""
+
+    def __init__(self, visit: VisitRow, message: str) -> None:
+        super().__init__("NOT_PARTICIPANT", message)
+        self.patient_id = visit.patient_id
+
+
 def require_participant(visit: VisitRow, principal: Principal, *roles: str) -> str:
     """The caller's role in the visit; they must hold one of `roles` (any when empty)."""
     role = role_in(visit, principal)
     if role is None or (roles and role not in roles):
         wanted = " or ".join(roles) if roles else "participant"
-        raise PermissionDenied("NOT_PARTICIPANT", f"only the visit's {wanted} may do this")
+        raise NotParticipant(visit, f"only the visit's {wanted} may do this")
     return role
 
 

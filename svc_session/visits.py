@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from svc_session import room_events
 from svc_session.models import ClinicianRow, ConnectedPeriodRow, VisitRow, VisitTransitionRow
 from svc_session.visit_store import (
+    NotParticipant,
     closed_seconds,
     load_visit,
     periods_of,
@@ -55,7 +56,7 @@ async def get(
         or principal.role == "admin"
         or (principal.is_service and principal.subject in READER_SERVICES)
     ):
-        raise PermissionDenied("NOT_PARTICIPANT", "only the visit's participants may read it")
+        raise NotParticipant(visit, "only the visit's participants may read it")
     return session_pb2.GetVisitResponse(visit=await to_proto(session, visit, cipher=cipher))
 
 

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -44,6 +45,14 @@ tracer = trace.get_tracer("telemesh.rpc")
 
 # Prefix of the methods this interceptor wraps; health and reflection pass untouched.
 TELEMESH_METHOD_PREFIX = "/telemesh."
+
+# The RPC being served, as `/package.Service/Method`, for records that name the call
+# (the access log).
+_method: ContextVar[str] = ContextVar("telemesh_method", default="")
+
+
+def current_method() -> str:
+    return _method.get()
 
 
 class _Malformed:
@@ -151,6 +160,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                 principal_fields = {"principal.role": principal.role}
                 span.set_attribute("telemesh.principal.role", principal.role)
                 bind(principal, bearer)
+                _method.set(method)
                 yield
             except TelemeshError as error:
                 code = error.code

@@ -19,14 +19,16 @@ PAYER_RULE_SETS = "acme-health=cpt-telemedicine"
 def billing_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """`python -m svc_billing` once per module and backend; tests use fresh visit ids."""
+    """`python -m svc_billing` (and the session service, which keeps the access log) once
+    per module and backend; tests use fresh visit ids."""
     stack = Stack(
         tmp_path_factory.mktemp("billing"),
         request.param,
         {"TELEMESH_BILLING_PAYER_RULE_SETS": PAYER_RULE_SETS},
     )
     try:
-        stack.start("billing")
+        # The session service keeps the access log every read of a charge goes to.
+        stack.start("session", "billing")
         yield stack
     finally:
         stack.close()

@@ -30,12 +30,12 @@ CALLERS = [
 # RPC -> callers allowed; every other caller is PERMISSION_DENIED.
 ALLOWED = {
     "RecordVisitCompletion": {"session-service"},
-    "GetCharge": {OWNER, "billing"},
-    "ListCharges": {OWNER, "billing"},
+    "GetCharge": {OWNER, "billing", "admin"},
+    "ListCharges": {OWNER, "billing", "admin"},
     "MarkChargeBilled": {"billing"},
     "VoidCharge": {"billing"},
-    "GetPatientStatement": {OWNER, "billing"},
-    "ExportClaim": {OWNER, "billing"},
+    "GetPatientStatement": {OWNER, "billing", "admin"},
+    "ExportClaim": {OWNER, "billing", "admin"},
 }
 
 

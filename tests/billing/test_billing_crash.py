@@ -21,7 +21,7 @@ KILL_AFTER_ACKS = 25
 async def test_acknowledged_charges_survive_sigkill(
     backend: str, make_stack: Callable[..., Stack]
 ) -> None:
-    stack = make_stack(backend, "billing")
+    stack = make_stack(backend, "session", "billing")
     requests = [completion() for _ in range(VISITS)]
     acknowledged: dict[str, billing_pb2.Charge] = {}
 

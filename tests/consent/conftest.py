@@ -1,4 +1,5 @@
-"""The consent service once per test module and backend (tests use their own patients)."""
+"""The consent service once per test module and backend (tests use their own patients),
+with the session service that knows patients and care relationships."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def consent_stack(
 ) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("consent"), request.param, CONSENT_ENV)
     try:
-        stack.start("consent")
+        stack.start("session", "consent")
         yield stack
     finally:
         stack.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +16,9 @@ from sqlalchemy import Engine, create_engine
 from telemesh.consent.v1 import consent_pb2 as P
 from telemesh.consent.v1 import consent_pb2_grpc
 from telemesh.db import sync_url
+from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
+from tests.flows import Flows
 from tests.harness import Stack, new_request_id
 
 Metadata = tuple[tuple[str, str], ...]
@@ -32,19 +35,50 @@ def new_patient() -> str:
 
 class ConsentApi:
     """ConsentService called as whoever a test says (a patient by default for changes,
-    a clinician for checks, an administrator for the audit trail)."""
+    the session service for checks, an administrator for the audit trail). Patients get
+    a profile in the session service before their first change (no consent for a
+    patient who does not exist)."""
 
     def __init__(self, stack: Stack, channel: grpc.aio.Channel) -> None:
         self.stack = stack
         self.tokens = stack.tokens
         self.stub = consent_pb2_grpc.ConsentServiceStub(channel)
+        self.flows = Flows(stack)
         self.admin = self.tokens.role("admin", "admin-1")
-        self.clinician = self.tokens.clinician("c-1")
+        self.checker = self.tokens.service("session")
+        self._profiles: set[str] = set()
+
+    async def ensure_patient(self, patient_id: str) -> None:
+        if patient_id in self._profiles:
+            return
+        with contextlib.suppress(grpc.aio.AioRpcError):  # ALREADY_EXISTS
+            await self.flows.patient(patient_id)
+        self._profiles.add(patient_id)
+
+    async def treating_clinician(self, patient_id: str) -> tuple[str, Metadata]:
+        """A clinician (id, caller) with a care relationship to the patient (a booked
+        visit)."""
+        await self.ensure_patient(patient_id)
+        clinician_id, clinician_md = await self.flows.clinician()
+        patient_md = self.tokens.patient(patient_id)
+        start = await self.flows.next_slot(clinician_id, patient_md)
+        await self.flows.session.BookVisit(
+            session_pb2.BookVisitRequest(
+                request_id=new_request_id(),
+                clinician_id=clinician_id,
+                patient_id=patient_id,
+                start_time=timestamp(start),
+            ),
+            metadata=patient_md,
+        )
+        return clinician_id, clinician_md
 
     async def grant(
         self, patient_id: str, category: P.ConsentCategory.ValueType = TELEHEALTH, **fields: Any
     ) -> P.Consent:
         caller = fields.pop("caller", None) or self.tokens.patient(patient_id)
+        if fields.pop("profile", True):
+            await self.ensure_patient(patient_id)
         request = P.GrantConsentRequest(
             request_id=new_request_id(),
             patient_id=patient_id,
@@ -64,6 +98,7 @@ class ConsentApi:
         self, patient_id: str, category: P.ConsentCategory.ValueType = TELEHEALTH, **fields: Any
     ) -> P.Consent:
         caller = fields.pop("caller", None) or self.tokens.patient(patient_id)
+        await self.ensure_patient(patient_id)
         request = P.RejectConsentRequest(
             request_id=new_request_id(),
             patient_id=patient_id,
@@ -100,7 +135,7 @@ class ConsentApi:
         )
         if at is not None:
             request.at_time.CopyFrom(timestamp(at))
-        return await self.stub.CheckConsent(request, metadata=caller or self.clinician)
+        return await self.stub.CheckConsent(request, metadata=caller or self.checker)
 
     async def versions(self, consent_id: str) -> list[P.Consent]:
         response = await self.stub.ListConsentVersions(
@@ -129,7 +164,11 @@ class ConsentApi:
 @asynccontextmanager
 async def consent_api(stack: Stack) -> AsyncIterator[ConsentApi]:
     async with stack.channel("consent") as channel:
-        yield ConsentApi(stack, channel)
+        api = ConsentApi(stack, channel)
+        try:
+            yield api
+        finally:
+            await api.flows.close()
 
 
 def consent_database(stack: Stack) -> Engine:

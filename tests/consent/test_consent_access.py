@@ -16,27 +16,51 @@ from tests.harness import Stack, new_request_id
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_only_the_patient_or_a_clinician_changes_consents(consent_stack: Stack) -> None:
+async def test_only_the_patient_changes_consents(consent_stack: Stack) -> None:
     patient, other = new_patient(), new_patient()
     tokens = consent_stack.tokens
     async with consent_api(consent_stack) as api:
-        for caller in (
-            tokens.patient(other),
-            tokens.role("admin", "a-1"),
-            tokens.role("partner", "clinic-a"),
-            tokens.service("session"),
+        await api.ensure_patient(other)
+        for caller, reason in (
+            (tokens.patient(other), "NOT_OWNER"),
+            (tokens.clinician("c-unrelated"), "NO_CARE_RELATIONSHIP"),
+            (tokens.role("admin", "a-1"), "ROLE_NOT_ALLOWED"),
+            (tokens.role("partner", "clinic-a"), "ROLE_NOT_ALLOWED"),
+            (tokens.service("session"), "ROLE_NOT_ALLOWED"),
         ):
-            assert (await refused(api.grant(patient, caller=caller))).code() == DENIED
+            error = await refused(api.grant(patient, caller=caller))
+            assert (error.code(), reason_of(error)) == (DENIED, reason)
             assert (await refused(api.reject(patient, caller=caller))).code() == DENIED
         consent = await api.grant(patient)
         error = await refused(api.revoke(consent, caller=tokens.patient(other)))
-        assert error.code() == DENIED
-        assert reason_of(error) == "NOT_OWNER"
+        assert (error.code(), reason_of(error)) == (DENIED, "NOT_OWNER")
         # The refused attempts are audited like any other.
         outcomes = [e.outcome for e in await api.audit(patient)]
         assert outcomes.count("refused:GrantConsent:NOT_OWNER") == 1
+        assert outcomes.count("refused:GrantConsent:NO_CARE_RELATIONSHIP") == 1
         assert outcomes.count("refused:GrantConsent:ROLE_NOT_ALLOWED") == 3
         assert outcomes[-1] == "refused:RevokeConsent:NOT_OWNER"
+
+
+async def test_a_treating_clinician_records_only_verbal_telehealth_or_recording_grants(
+    consent_stack: Stack,
+) -> None:
+    patient = new_patient()
+    async with consent_api(consent_stack) as api:
+        _, clinician = await api.treating_clinician(patient)
+        verbal = await api.grant(patient, RECORDING, caller=clinician)
+        assert verbal.capture_method == P.CAPTURE_METHOD_VERBAL
+        for attempt in (
+            api.grant(patient, SHARING, partner_clinic_id="clinic-a", caller=clinician),
+            api.reject(patient, caller=clinician),
+            api.revoke(verbal, caller=clinician),
+        ):
+            error = await refused(attempt)
+            assert (error.code(), reason_of(error)) == (DENIED, "PATIENT_ONLY")
+        # No consent for a patient who does not exist, whoever asks.
+        ghost = new_patient()
+        missing = await refused(api.grant(ghost, profile=False))
+        assert missing.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_who_may_check(consent_stack: Stack) -> None:
@@ -45,14 +69,12 @@ async def test_who_may_check(consent_stack: Stack) -> None:
     async with consent_api(consent_stack) as api:
         await api.grant(patient)
         await api.grant(patient, SHARING, partner_clinic_id="clinic-a")
-        for caller in (
-            tokens.clinician("c-9"),
-            tokens.service("session"),
-            tokens.service("signaling"),
-        ):
+        _, treating = await api.treating_clinician(patient)
+        for caller in (treating, tokens.service("session"), tokens.service("signaling")):
             answer = await api.check(patient, caller=caller)
             assert answer.decision == P.DECISION_PERMIT
         for caller in (
+            tokens.clinician("c-unrelated"),
             tokens.patient(patient),
             tokens.role("admin", "a-1"),
             tokens.role("billing", "b-1"),
@@ -74,7 +96,8 @@ async def test_who_may_check(consent_stack: Stack) -> None:
             if e.action == P.AUDIT_ACTION_REFUSED
         ]
         assert refusals.count(("partner", "refused:CheckConsent:PARTNER_SCOPE")) == 3
-        assert len(refusals) == 7
+        assert ("clinician", "refused:CheckConsent:NO_CARE_RELATIONSHIP") in refusals
+        assert len(refusals) == 8
 
 
 async def test_who_may_read_consents(consent_stack: Stack) -> None:
@@ -89,13 +112,15 @@ async def test_who_may_read_consents(consent_stack: Stack) -> None:
         ) -> Awaitable[P.GetConsentResponse]:
             return api.stub.GetConsent(P.GetConsentRequest(consent_id=consent_id), metadata=caller)
 
-        for caller in (tokens.patient(patient), tokens.clinician("c-2"), tokens.service("session")):
+        _, treating = await api.treating_clinician(patient)
+        for caller in (tokens.patient(patient), treating, tokens.service("session")):
             reply = await api.stub.GetConsent(
                 P.GetConsentRequest(consent_id=telehealth.consent_id), metadata=caller
             )
             assert reply.consent == telehealth
         clinic_a = tokens.role("partner", "clinic-a")
-        assert (await refused(get(telehealth.consent_id, tokens.patient("p-x")))).code() == DENIED
+        for stranger in (tokens.patient("p-x"), tokens.clinician("c-unrelated")):
+            assert (await refused(get(telehealth.consent_id, stranger))).code() == DENIED
         assert (await refused(get(telehealth.consent_id, clinic_a))).code() == DENIED
         assert (
             await refused(get(sharing.consent_id, tokens.role("partner", "clinic-b")))
@@ -111,12 +136,11 @@ async def test_who_may_read_consents(consent_stack: Stack) -> None:
             P.ListConsentsRequest(patient_id=patient), metadata=clinic_a
         )
         assert [c.consent_id for c in listed.consents] == [sharing.consent_id]
-        error = await refused(
-            api.stub.ListConsents(
-                P.ListConsentsRequest(patient_id=patient), metadata=tokens.patient("p-x")
+        for stranger in (tokens.patient("p-x"), tokens.clinician("c-unrelated")):
+            error = await refused(
+                api.stub.ListConsents(P.ListConsentsRequest(patient_id=patient), metadata=stranger)
             )
-        )
-        assert error.code() == DENIED
+            assert error.code() == DENIED
         error = await refused(
             api.stub.ListConsentVersions(
                 P.ListConsentVersionsRequest(consent_id=telehealth.consent_id),

@@ -193,6 +193,7 @@ async def test_a_retry_with_the_same_request_id_changes_nothing(consent_stack: S
     )
     async with consent_api(consent_stack) as api:
         caller = api.tokens.patient(patient)
+        await api.ensure_patient(patient)
         first = await api.stub.GrantConsent(request, metadata=caller)
         again = await api.stub.GrantConsent(request, metadata=caller)
         assert again == first
@@ -233,9 +234,12 @@ async def test_lists_page(consent_stack: Stack) -> None:
 async def test_verbal_consent_is_recorded_by_a_clinician(consent_stack: Stack) -> None:
     patient = new_patient()
     async with consent_api(consent_stack) as api:
-        consent = await api.grant(patient, RECORDING, caller=api.clinician)
-        assert (consent.captured_by, consent.capture_method) == ("c-1", P.CAPTURE_METHOD_VERBAL)
-        revoked = await api.revoke(consent, caller=api.clinician)
-        assert revoked.capture_method == P.CAPTURE_METHOD_VERBAL
+        clinician_id, clinician = await api.treating_clinician(patient)
+        consent = await api.grant(patient, RECORDING, caller=clinician)
+        assert consent.capture_method == P.CAPTURE_METHOD_VERBAL
+        assert consent.captured_by == clinician_id
+        # The patient, not the clinician, revokes it.
+        revoked = await api.revoke(consent)
+        assert (revoked.state, revoked.captured_by) == (P.CONSENT_STATE_REVOKED, patient)
         wrong_way = await refused(api.grant(patient, capture_method=P.CAPTURE_METHOD_VERBAL))
         assert bad_fields(wrong_way) == {"capture_method"}

@@ -137,7 +137,7 @@ async def test_a_revocation_reaches_a_watcher_and_its_cache_within_one_second(
 async def test_consent_silent_or_down_fails_closed(make_stack: Callable[..., Stack]) -> None:
     """A stream that goes silent (the service frozen) or breaks (the service killed) stops
     vouching for cached answers within a second, and checks then raise Unavailable."""
-    stack = make_stack("sqlite", "consent")
+    stack = make_stack("sqlite", "session", "consent")
     service = stack["consent"]
     patient = new_patient()
     async with consent_api(stack) as api:

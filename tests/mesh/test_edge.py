@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
+from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh.stack.endpoints import alive, endpoints_path, telemesh_command
 from tests.harness import REPO, clean_env
 from tests.mesh import grpcweb
@@ -113,6 +114,20 @@ def test_a_forged_token_is_unauthenticated(mesh: MeshUnderTest) -> None:
 
 def test_hand_framed_grpc_web_over_http_1_1(mesh: MeshUnderTest) -> None:
     with mesh.edge_channel() as channel:
+        session_pb2_grpc.SessionServiceStub(channel).CreatePatient(
+            session_pb2.CreatePatientRequest(
+                request_id=str(uuid.uuid4()),
+                patient=session_pb2.Patient(
+                    patient_id="p-framed",
+                    display_name="Pat Framed",
+                    birth_date="1990-03-04",
+                    email="framed@example.org",
+                    phone="+1 555 0101",
+                ),
+            ),
+            metadata=tuple(_bearer(mesh, "patient", "p-framed").items()),
+            timeout=10,
+        )
         granted = (
             consent_pb2_grpc.ConsentServiceStub(channel)
             .GrantConsent(
@@ -158,15 +173,102 @@ def test_a_role_the_allow_list_does_not_name_is_denied_at_the_edge(mesh: MeshUnd
 
 
 def test_grpc_over_http2_through_the_edge(mesh: MeshUnderTest) -> None:
+    """The visit's clinician checks the patient's consent over HTTP/2 through the edge."""
+    visit, _ = mesh.ready_visit()
     with mesh.edge_channel() as channel:
         reply = consent_pb2_grpc.ConsentServiceStub(channel).CheckConsent(
             consent_pb2.CheckConsentRequest(
-                patient_id="p-h2", category=consent_pb2.CONSENT_CATEGORY_TELEHEALTH
+                patient_id=visit.patient_id, category=consent_pb2.CONSENT_CATEGORY_TELEHEALTH
             ),
-            metadata=tuple(_bearer(mesh, "clinician", "c-h2").items()),
+            metadata=tuple(_bearer(mesh, "clinician", visit.clinician_id).items()),
             timeout=10,
         )
-    assert reply.decision == consent_pb2.DECISION_DENY
+    assert reply.decision == consent_pb2.DECISION_PERMIT
+
+
+def test_a_clinician_without_a_visit_reaches_none_of_the_patients_consents(
+    mesh: MeshUnderTest,
+) -> None:
+    """Issue 12, finding 1, through the edge: a clinician with no visit with the patient
+    neither reads, checks, grants (sharing with a clinic included) nor revokes."""
+    visit, _ = mesh.ready_visit()
+    stranger = tuple(_bearer(mesh, "clinician", f"c-{uuid.uuid4().hex[:8]}").items())
+    patient = visit.patient_id
+    consent = consent_pb2_grpc.ConsentServiceStub
+    session = session_pb2_grpc.SessionServiceStub
+
+    def grant(category: consent_pb2.ConsentCategory.ValueType, clinic: str = "") -> Any:
+        return lambda stub: stub.GrantConsent(
+            consent_pb2.GrantConsentRequest(
+                request_id=str(uuid.uuid4()),
+                patient_id=patient,
+                category=category,
+                partner_clinic_id=clinic,
+                text_version="2026-01",
+                text_sha256=hashlib.sha256(b"consent text").hexdigest(),
+            ),
+            metadata=stranger,
+            timeout=10,
+        )
+
+    attempts: dict[str, tuple[Any, Any]] = {
+        "ListConsents": (
+            consent,
+            lambda stub: stub.ListConsents(
+                consent_pb2.ListConsentsRequest(patient_id=patient), metadata=stranger, timeout=10
+            ),
+        ),
+        "CheckConsent": (
+            consent,
+            lambda stub: stub.CheckConsent(
+                consent_pb2.CheckConsentRequest(
+                    patient_id=patient, category=consent_pb2.CONSENT_CATEGORY_TELEHEALTH
+                ),
+                metadata=stranger,
+                timeout=10,
+            ),
+        ),
+        "GrantConsent(telehealth)": (consent, grant(consent_pb2.CONSENT_CATEGORY_TELEHEALTH)),
+        "GrantConsent(sharing)": (
+            consent,
+            grant(consent_pb2.CONSENT_CATEGORY_PARTNER_SHARING, "clinic-evil"),
+        ),
+        "RevokeConsent": (
+            consent,
+            lambda stub: stub.RevokeConsent(
+                consent_pb2.RevokeConsentRequest(
+                    request_id=str(uuid.uuid4()),
+                    consent_id=str(uuid.uuid4()),
+                    expected_version=1,
+                ),
+                metadata=stranger,
+                timeout=10,
+            ),
+        ),
+        "GetPatient": (
+            session,
+            lambda stub: stub.GetPatient(
+                session_pb2.GetPatientRequest(patient_id=patient), metadata=stranger, timeout=10
+            ),
+        ),
+    }
+    with mesh.edge_channel() as channel:
+        for name, (stub_type, call) in attempts.items():
+            with pytest.raises(grpc.RpcError) as caught:
+                call(stub_type(channel))
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+        # The clinic named in the attempted grant learns nothing.
+        clinic = tuple(_bearer(mesh, "partner", "clinic-evil").items())
+        answer = consent(channel).CheckConsent(
+            consent_pb2.CheckConsentRequest(
+                patient_id=patient,
+                category=consent_pb2.CONSENT_CATEGORY_PARTNER_SHARING,
+                partner_clinic_id="clinic-evil",
+            ),
+            metadata=clinic,
+            timeout=10,
+        )
+        assert answer.decision == consent_pb2.DECISION_DENY
 
 
 def test_cors_preflight_from_an_allowed_origin_passes(mesh: MeshUnderTest) -> None:

@@ -70,35 +70,6 @@ DOCUMENTED = frozenset(
 )
 # A stream that is open and quiet outlives the short read.
 STREAMING_EXTRA = frozenset({Code.DEADLINE_EXCEEDED})
-# The contract is ahead of the code (commit 8a62a83): these answer UNIMPLEMENTED until
-# the care-relationship work lands. Remove each entry with its implementation.
-NOT_YET_IMPLEMENTED = frozenset(
-    {
-        "SessionService.CheckCareRelationship",
-        "SessionService.RecordPatientAccess",
-        "SessionService.ListPatientAccess",
-        "SessionService.VerifyAccessLog",
-    }
-)
-
-# KNOWN AUTHORIZATION LEAKS: (method, role) cells where the pass saw patient B's data
-# reach a caller that must not see it. They are being fixed by the care-relationship
-# rewrite (a clinician sees only the patients they care for; a partner only what a
-# patient shared); each entry comes out with its fix. Do not add entries without an
-# issue.
-KNOWN_LEAKS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # svc_consent/access.py: any clinician reads any patient's consents and their
-        # versions (B's consent ids, patient id, categories, dates), with or without a
-        # visit with that patient.
-        ("ConsentService.GetConsent", "clinician"),
-        ("ConsentService.ListConsents", "clinician"),
-        ("ConsentService.ListConsentVersions", "clinician"),
-        # ... and any clinician revokes any patient's consent (B's recording consent,
-        # by A's clinician), and gets it back in the answer.
-        ("ConsentService.RevokeConsent", "clinician"),
-    }
-)
 
 
 def all_methods() -> list[MethodDescriptor]:
@@ -312,8 +283,6 @@ def allowed_codes(method: MethodDescriptor) -> frozenset[grpc.StatusCode]:
     codes = DOCUMENTED
     if method.server_streaming:
         codes |= STREAMING_EXTRA
-    if method_id(method) in NOT_YET_IMPLEMENTED:
-        codes |= {Code.UNIMPLEMENTED}
     return codes
 
 
@@ -354,7 +323,7 @@ def test_every_answer_is_documented_and_never_another_patients(
         answer = world.runner.run(call(channel, method, request, world.metadata[role]))
         if answer.code not in allowed:
             problems.append(f"{role}: {answer.code.name} {answer.payload[:200]!r}")
-        if role in MUST_NOT_SEE_B and (method_id(method), role) not in KNOWN_LEAKS:
+        if role in MUST_NOT_SEE_B:
             leaks = leaked(world, request, answer)
             if leaks:
                 problems.append(f"{role}: {answer.code.name} carries patient B's {sorted(leaks)}")
@@ -375,6 +344,3 @@ def test_every_service_of_the_contract_is_covered() -> None:
         for m in all_methods()
     }
     assert declared == covered
-    ids = {method_id(m) for m in all_methods()}
-    assert ids >= NOT_YET_IMPLEMENTED
-    assert ids >= {method for method, _ in KNOWN_LEAKS}

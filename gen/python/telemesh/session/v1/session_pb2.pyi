@@ -1974,17 +1974,26 @@ class AccessLogEntry(_message.Message):
     ACCESS_FIELD_NUMBER: _builtins.int
     PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
     ENTRY_HASH_FIELD_NUMBER: _builtins.int
+    ENTRY_TIME_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the chain, from 1."""
     previous_hash: _builtins.str
     """The previous entry's hash, hex (64 zeros for the first entry)."""
     entry_hash: _builtins.str
     """This entry's hash, hex: SHA-256 over the previous hash followed by the entry's
-    canonical JSON (sorted keys, no whitespace, ASCII escapes).
+    canonical JSON (sorted keys, no whitespace, ASCII escapes) of `sequence`,
+    `entry_time` and the access's fields other than the time (`access_id`, `patient_id`,
+    `actor_id`, `actor_role`, `service`, `method`, `outcome` as its number, `basis`) plus
+    `access_time`; both times in RFC 3339 UTC with microseconds
+    (`2026-01-02T03:04:05.000000Z`).
     """
     @_builtins.property
     def access(self) -> Global___PatientAccess:
         """The access recorded."""
+
+    @_builtins.property
+    def entry_time(self) -> _timestamp_pb2.Timestamp:
+        """When the log recorded the entry."""
 
     def __init__(
         self,
@@ -1993,10 +2002,11 @@ class AccessLogEntry(_message.Message):
         access: Global___PatientAccess | None = ...,
         previous_hash: _builtins.str = ...,
         entry_hash: _builtins.str = ...,
+        entry_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "entry_time", b"entry_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "entry_hash", b"entry_hash", "previous_hash", b"previous_hash", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "entry_hash", b"entry_hash", "entry_time", b"entry_time", "previous_hash", b"previous_hash", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -353,8 +353,9 @@ class SessionServiceServicer:
 
     def RecordPatientAccess(self, request, context):
         """Appends accesses to patients' records made in another service to the HIPAA access
-        log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
-        than once: an entry already recorded (same `access_id`) changes nothing. For the
+        log (45 CFR 164.312(b)). Sent by that service before it answers the access (an
+        allowed access that cannot be logged is not served); a retry may deliver an entry
+        twice: an entry already recorded (same `access_id`) changes nothing. For the
         consent, billing and signaling services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -117,8 +117,9 @@ class SessionServiceStub:
     """
     RecordPatientAccess: _grpc.UnaryUnaryMultiCallable[_session_pb2.RecordPatientAccessRequest, _session_pb2.RecordPatientAccessResponse]
     """Appends accesses to patients' records made in another service to the HIPAA access
-    log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
-    than once: an entry already recorded (same `access_id`) changes nothing. For the
+    log (45 CFR 164.312(b)). Sent by that service before it answers the access (an
+    allowed access that cannot be logged is not served); a retry may deliver an entry
+    twice: an entry already recorded (same `access_id`) changes nothing. For the
     consent, billing and signaling services only.
     """
     ListPatientAccess: _grpc.UnaryUnaryMultiCallable[_session_pb2.ListPatientAccessRequest, _session_pb2.ListPatientAccessResponse]
@@ -218,8 +219,9 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """
     RecordPatientAccess: _aio.UnaryUnaryMultiCallable[_session_pb2.RecordPatientAccessRequest, _session_pb2.RecordPatientAccessResponse]  # type: ignore[assignment]
     """Appends accesses to patients' records made in another service to the HIPAA access
-    log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
-    than once: an entry already recorded (same `access_id`) changes nothing. For the
+    log (45 CFR 164.312(b)). Sent by that service before it answers the access (an
+    allowed access that cannot be logged is not served); a retry may deliver an entry
+    twice: an entry already recorded (same `access_id`) changes nothing. For the
     consent, billing and signaling services only.
     """
     ListPatientAccess: _aio.UnaryUnaryMultiCallable[_session_pb2.ListPatientAccessRequest, _session_pb2.ListPatientAccessResponse]  # type: ignore[assignment]
@@ -454,8 +456,9 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_session_pb2.RecordPatientAccessResponse, _abc.Awaitable[_session_pb2.RecordPatientAccessResponse]]:
         """Appends accesses to patients' records made in another service to the HIPAA access
-        log (45 CFR 164.312(b)). Sent by that service's outbox relay, so it may arrive more
-        than once: an entry already recorded (same `access_id`) changes nothing. For the
+        log (45 CFR 164.312(b)). Sent by that service before it answers the access (an
+        allowed access that cannot be logged is not served); a retry may deliver an entry
+        twice: an entry already recorded (same `access_id`) changes nothing. For the
         consent, billing and signaling services only.
         """
 
