@@ -146,6 +146,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         response = await self._transition(
             "MarkChargeBilled", request, billing_pb2.MarkChargeBilledResponse, BILLED
         )
+        await self.access.log_reads([response.charge.patient_id], "billing_staff")
         log(logger, logging.INFO, "charge billed", charge_id=request.charge_id)
         return response
 
@@ -155,6 +156,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         response = await self._transition(
             "VoidCharge", request, billing_pb2.VoidChargeResponse, VOIDED, request.reason
         )
+        await self.access.log_reads([response.charge.patient_id], "billing_staff")
         log(
             logger,
             logging.INFO,
