@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint gen bench clean
+.PHONY: setup demo test lint gen docs bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 gen: $(STAMP)
 	scripts/gen.sh gen/python
+
+# The API reference in docs/api/, from the protos and mesh/allowlist.yaml.
+docs: $(STAMP)
+	$(BIN)/python -m telemesh.apidocs
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -25,11 +25,13 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n telemesh/common/v1/options.proto\x12\x12telemesh.common.v1\x1a google/protobuf/descriptor.proto:,\n\x03phi\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n telemesh/common/v1/options.proto\x12\x12telemesh.common.v1\x1a google/protobuf/descriptor.proto\"7\n\tErrorCase\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04when\x18\x03 \x01(\t:,\n\x03phi\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\x08:O\n\x06\x65rrors\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x03(\x0b\x32\x1d.telemesh.common.v1.ErrorCaseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'telemesh.common.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ERRORCASE']._serialized_start=90
+  _globals['_ERRORCASE']._serialized_end=145
 # @@protoc_insertion_point(module_scope)

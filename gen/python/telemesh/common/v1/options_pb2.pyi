@@ -5,14 +5,61 @@ isort:skip_file
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import extension_dict as _extension_dict
 import builtins as _builtins
+import sys
+import typing as _typing
+
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
+else:
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+@_typing.final
+class ErrorCase(_message.Message):
+    """One error an RPC may return: a standard gRPC status with an `ErrorInfo` (domain
+    `telemesh.dev`) whose `reason` says why.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    WHEN_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The gRPC status code, by its name (`NOT_FOUND`, `FAILED_PRECONDITION`, ...)."""
+    reason: _builtins.str
+    """The `google.rpc.ErrorInfo` reason the status carries (stable; clients branch on it)."""
+    when: _builtins.str
+    """When the RPC answers with it, in words."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        when: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "reason", b"reason", "when", b"when"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErrorCase: _TypeAlias = ErrorCase  # noqa: Y015
+
 PHI_FIELD_NUMBER: _builtins.int
+ERRORS_FIELD_NUMBER: _builtins.int
 phi: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.bool]
 """Marks a field that holds protected health information (names, dates of birth,
 contact details, free-text notes). Logs, span attributes and metrics drop every
 field carrying this mark; services encrypt such fields at rest.
+"""
+errors: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _containers.RepeatedCompositeFieldContainer[Global___ErrorCase]]
+"""The errors this RPC may return, one option per case. The errors every RPC may
+return (bad or missing credentials, bad input, unexpected failures) are documented
+once in docs/api/README.md and not repeated here.
 """

@@ -2,16 +2,53 @@
 // @generated from file telemesh/common/v1/options.proto (package telemesh.common.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenExtension, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { extDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
-import type { FieldOptions } from "@bufbuild/protobuf/wkt";
+import type { GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { FieldOptions, MethodOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file telemesh/common/v1/options.proto.
  */
 export const file_telemesh_common_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("CiB0ZWxlbWVzaC9jb21tb24vdjEvb3B0aW9ucy5wcm90bxISdGVsZW1lc2guY29tbW9uLnYxOjEKA3BoaRIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMY0YYDIAEoCFIDcGhpYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("CiB0ZWxlbWVzaC9jb21tb24vdjEvb3B0aW9ucy5wcm90bxISdGVsZW1lc2guY29tbW9uLnYxIjcKCUVycm9yQ2FzZRIMCgRjb2RlGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIMCgR3aGVuGAMgASgJOjEKA3BoaRIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMY0YYDIAEoCFIDcGhpOlcKBmVycm9ycxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNKGAyADKAsyHS50ZWxlbWVzaC5jb21tb24udjEuRXJyb3JDYXNlUgZlcnJvcnNiBnByb3RvMw", [file_google_protobuf_descriptor]);
+
+/**
+ * One error an RPC may return: a standard gRPC status with an `ErrorInfo` (domain
+ * `telemesh.dev`) whose `reason` says why.
+ *
+ * @generated from message telemesh.common.v1.ErrorCase
+ */
+export type ErrorCase = Message<"telemesh.common.v1.ErrorCase"> & {
+  /**
+   * The gRPC status code, by its name (`NOT_FOUND`, `FAILED_PRECONDITION`, ...).
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * The `google.rpc.ErrorInfo` reason the status carries (stable; clients branch on it).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * When the RPC answers with it, in words.
+   *
+   * @generated from field: string when = 3;
+   */
+  when: string;
+};
+
+/**
+ * Describes the message telemesh.common.v1.ErrorCase.
+ * Use `create(ErrorCaseSchema)` to create a new message.
+ */
+export const ErrorCaseSchema: GenMessage<ErrorCase> = /*@__PURE__*/
+  messageDesc(file_telemesh_common_v1_options, 0);
 
 /**
  * Marks a field that holds protected health information (names, dates of birth,
@@ -22,4 +59,14 @@ export const file_telemesh_common_v1_options: GenFile = /*@__PURE__*/
  */
 export const phi: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
   extDesc(file_telemesh_common_v1_options, 0);
+
+/**
+ * The errors this RPC may return, one option per case. The errors every RPC may
+ * return (bad or missing credentials, bad input, unexpected failures) are documented
+ * once in docs/api/README.md and not repeated here.
+ *
+ * @generated from extension: repeated telemesh.common.v1.ErrorCase errors = 50002;
+ */
+export const errors: GenExtension<MethodOptions, ErrorCase[]> = /*@__PURE__*/
+  extDesc(file_telemesh_common_v1_options, 1);
 
