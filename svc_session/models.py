@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index
+from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from telemesh.db_types import UtcDateTime
@@ -28,10 +28,10 @@ class PatientRow(SQLModel, table=True):
     __tablename__ = "patients"
 
     patient_id: str = Field(primary_key=True, max_length=100)
-    display_name_enc: str
-    birth_date_enc: str
-    email_enc: str
-    phone_enc: str
+    display_name_enc: str = Field(sa_type=Text)
+    birth_date_enc: str = Field(sa_type=Text)
+    email_enc: str = Field(sa_type=Text)
+    phone_enc: str = Field(sa_type=Text)
     create_time: datetime = Field(sa_type=UtcDateTime)
 
 
@@ -39,10 +39,10 @@ class ClinicianRow(SQLModel, table=True):
     __tablename__ = "clinicians"
 
     clinician_id: str = Field(primary_key=True, max_length=100)
-    display_name_enc: str
-    birth_date_enc: str
-    email_enc: str
-    phone_enc: str
+    display_name_enc: str = Field(sa_type=Text)
+    birth_date_enc: str = Field(sa_type=Text)
+    email_enc: str = Field(sa_type=Text)
+    phone_enc: str = Field(sa_type=Text)
     time_zone: str = Field(max_length=64)
     practice_id: str = Field(max_length=100)
     create_time: datetime = Field(sa_type=UtcDateTime)
@@ -54,7 +54,7 @@ class AvailabilityRow(SQLModel, table=True):
     clinician_id: str = Field(primary_key=True, max_length=100)
     time_zone: str = Field(max_length=64)
     slot_minutes: int
-    hours_json: str  # [[day 1-7, "HH:MM", "HH:MM"], ...]
+    hours_json: str = Field(sa_type=Text)  # [[day 1-7, "HH:MM", "HH:MM"], ...]
     update_time: datetime = Field(sa_type=UtcDateTime)
 
 
@@ -82,7 +82,7 @@ class VisitRow(SQLModel, table=True):
     patient_location: int = 0
     # Comma-separated ICD-10-CM codes, sealed (column `diagnosis_codes` in the
     # ciphertext's binding); empty until completion.
-    diagnosis_codes_enc: str = ""
+    diagnosis_codes_enc: str = Field(default="", sa_type=Text)
     audio_only: bool = False
     cancel_reason: int = 0
     new_patient: bool = False

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from telemesh.shared_tables import narrow_request_digests, widen_request_digests
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -44,25 +46,13 @@ def upgrade() -> None:
             existing_type=sa.String(64),
             existing_nullable=False,
         )
-    with op.batch_alter_table("idempotency_records") as table:
-        table.alter_column(
-            "request_digest",
-            type_=sa.Text(),
-            existing_type=sa.String(64),
-            existing_nullable=False,
-        )
+    widen_request_digests()
 
 
 def downgrade() -> None:
     # Sealed values stay sealed (no migration can read the keys): only names and types
     # go back, and only on a database with nothing sealed yet.
-    with op.batch_alter_table("idempotency_records") as table:
-        table.alter_column(
-            "request_digest",
-            type_=sa.String(64),
-            existing_type=sa.Text(),
-            existing_nullable=False,
-        )
+    narrow_request_digests()
     with op.batch_alter_table("charges") as table:
         table.alter_column(
             "completion_digest",

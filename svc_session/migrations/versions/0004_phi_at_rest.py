@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from telemesh.shared_tables import narrow_request_digests, widen_request_digests
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -31,25 +33,13 @@ def upgrade() -> None:
             existing_type=sa.Text(),
             existing_nullable=False,
         )
-    with op.batch_alter_table("idempotency_records") as table:
-        table.alter_column(
-            "request_digest",
-            type_=sa.Text(),
-            existing_type=sa.String(64),
-            existing_nullable=False,
-        )
+    widen_request_digests()
 
 
 def downgrade() -> None:
     # Sealed values stay sealed: a downgrade needs the keys' rotation pass reversed,
     # which no migration can do; only the names and types go back.
-    with op.batch_alter_table("idempotency_records") as table:
-        table.alter_column(
-            "request_digest",
-            type_=sa.String(64),
-            existing_type=sa.Text(),
-            existing_nullable=False,
-        )
+    narrow_request_digests()
     with op.batch_alter_table("visits") as table:
         table.alter_column(
             "diagnosis_codes_enc",
