@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# `buf breaking` against the newest release tag v*: the contract partners hold. Before
-# the first release there is nothing to hold v1 to, and the check says so.
+# `buf breaking` (FILE rules, buf.yaml) of protos/ against every released contract: the
+# images committed in protos/releases/ (v1.0.0.binpb, ...). A release is an image in the
+# repository, not a git tag, so the check works in any clone. Usage: [PROTOS_DIR]
+# (default: this repository's module; the tests pass an edited copy).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-tag=$(git tag --list 'v*' --sort=-version:refname | head -n 1)
-if [ -z "$tag" ]; then
-  echo "buf breaking: no release tag v* yet; v1 may still change"
-  exit 0
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+input=${1:-$repo}
+shopt -s nullglob
+images=("$repo"/protos/releases/v*.binpb)
+if [ ${#images[@]} -eq 0 ]; then
+  echo "buf breaking: no release image in protos/releases/ yet" >&2
+  exit 1
 fi
-echo "buf breaking: against $tag"
-.venv/bin/buf breaking --against ".git#tag=$tag"
+status=0
+for image in "${images[@]}"; do
+  release=$(basename "$image" .binpb)
+  if "$repo/.venv/bin/buf" breaking "$input" --against "$image"; then
+    echo "buf breaking: compatible with $release"
+  else
+    echo "buf breaking: BREAKS $release (see above)" >&2
+    status=1
+  fi
+done
+exit $status

@@ -103,8 +103,8 @@ def _key_of(consent: ConsentVersionRow) -> ConsentKey:
 async def revoke(
     session: AsyncSession, consent_id: str, expected_version: int
 ) -> ConsentVersionRow:
-    """Revokes an active consent, at the version the caller saw, for its patient (or a
-    clinician recording a verbal revocation)."""
+    """Revokes an active consent, at the version the caller saw, for its patient (only
+    the patient revokes: svc_consent.access)."""
     head = await audit_chain.lock_head(session)
     current = await ledger.current_version(session, consent_id)
     if current is None:

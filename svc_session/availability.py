@@ -175,7 +175,7 @@ async def delete_exception(
     check.raise_if_any()
     row = await session.get(AvailabilityExceptionRow, request.exception_id)
     if row is None:
-        raise NotFound("availability exception", request.exception_id)
+        raise NotFound("availability_exception", request.exception_id)
     require_self_or("clinician", row.clinician_id, "admin")
     await session.delete(row)
     return session_pb2.DeleteAvailabilityExceptionResponse()

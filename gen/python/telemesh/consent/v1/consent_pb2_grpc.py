@@ -31,10 +31,13 @@ class ConsentServiceStub:
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants, rejects and revokes only their own consents, in the app; a clinician
-    records a patient's verbal grant, rejection or revocation. Clinicians and the session
-    and signaling services may check; a partner clinic (token role `partner`, subject = the
-    clinic's id) may check only sharing consents that name that clinic. Only the session
+    Consents are the patient's: only the patient grants, rejects and revokes them, in the
+    app, and only the patient grants partner sharing. A clinician with a care relationship
+    (a visit with the patient, not cancelled) may record the patient's verbal telehealth or
+    recording grant during a visit; nothing else. No consent is recorded for a patient who
+    does not exist. Clinicians with a care relationship and the session and signaling
+    services may check; a partner clinic (token role `partner`, subject = the clinic's id)
+    may check only sharing consents that name that clinic. Only the session
     and signaling services (and administrators) may watch; administrators read and verify
     the audit trail, and a patient may read the entries about themselves.
 
@@ -106,10 +109,13 @@ class ConsentServiceServicer:
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants, rejects and revokes only their own consents, in the app; a clinician
-    records a patient's verbal grant, rejection or revocation. Clinicians and the session
-    and signaling services may check; a partner clinic (token role `partner`, subject = the
-    clinic's id) may check only sharing consents that name that clinic. Only the session
+    Consents are the patient's: only the patient grants, rejects and revokes them, in the
+    app, and only the patient grants partner sharing. A clinician with a care relationship
+    (a visit with the patient, not cancelled) may record the patient's verbal telehealth or
+    recording grant during a visit; nothing else. No consent is recorded for a patient who
+    does not exist. Clinicians with a care relationship and the session and signaling
+    services may check; a partner clinic (token role `partner`, subject = the clinic's id)
+    may check only sharing consents that name that clinic. Only the session
     and signaling services (and administrators) may watch; administrators read and verify
     the audit trail, and a patient may read the entries about themselves.
 
@@ -263,10 +269,13 @@ class ConsentService:
     change at once. Nothing is deleted or overwritten: every change is a new version, and
     every change and every check is appended to a hash-chained audit trail.
 
-    A patient grants, rejects and revokes only their own consents, in the app; a clinician
-    records a patient's verbal grant, rejection or revocation. Clinicians and the session
-    and signaling services may check; a partner clinic (token role `partner`, subject = the
-    clinic's id) may check only sharing consents that name that clinic. Only the session
+    Consents are the patient's: only the patient grants, rejects and revokes them, in the
+    app, and only the patient grants partner sharing. A clinician with a care relationship
+    (a visit with the patient, not cancelled) may record the patient's verbal telehealth or
+    recording grant during a visit; nothing else. No consent is recorded for a patient who
+    does not exist. Clinicians with a care relationship and the session and signaling
+    services may check; a partner clinic (token role `partner`, subject = the clinic's id)
+    may check only sharing consents that name that clinic. Only the session
     and signaling services (and administrators) may watch; administrators read and verify
     the audit trail, and a patient may read the entries about themselves.
 
