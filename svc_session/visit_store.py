@@ -127,6 +127,30 @@ async def periods_of(session: AsyncSession, visit_id: str) -> list[ConnectedPeri
     return list((await session.exec(query)).all())
 
 
+async def histories_of(
+    session: AsyncSession, visit_ids: list[str]
+) -> tuple[dict[str, list[VisitTransitionRow]], dict[str, list[ConnectedPeriodRow]]]:
+    """The transitions and connected periods of many visits, in two queries (a page of
+    a list costs the same number of queries whatever its size)."""
+    transitions: dict[str, list[VisitTransitionRow]] = {v: [] for v in visit_ids}
+    periods: dict[str, list[ConnectedPeriodRow]] = {v: [] for v in visit_ids}
+    if not visit_ids:
+        return transitions, periods
+    for row in await session.exec(
+        select(VisitTransitionRow)
+        .where(col(VisitTransitionRow.visit_id).in_(visit_ids))
+        .order_by(col(VisitTransitionRow.transition_id))
+    ):
+        transitions[row.visit_id].append(row)
+    for period in await session.exec(
+        select(ConnectedPeriodRow)
+        .where(col(ConnectedPeriodRow.visit_id).in_(visit_ids))
+        .order_by(col(ConnectedPeriodRow.start_time))
+    ):
+        periods[period.visit_id].append(period)
+    return transitions, periods
+
+
 # Where the diagnosis codes are bound in their ciphertext.
 VISITS_TABLE = "visits"
 CODES_COLUMN = "diagnosis_codes"

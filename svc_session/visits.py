@@ -14,6 +14,7 @@ from svc_session.models import ClinicianRow, ConnectedPeriodRow, VisitRow, Visit
 from svc_session.visit_store import (
     NotParticipant,
     closed_seconds,
+    histories_of,
     load_visit,
     periods_of,
     require_participant,
@@ -111,8 +112,18 @@ async def list_visits(
         lambda row: {"t": row.start_time.isoformat(), "v": row.visit_id},
         query_key,
     )
+    transitions, periods = await histories_of(session, [row.visit_id for row in rows])
     return session_pb2.ListVisitsResponse(
-        visits=[await to_proto(session, row, cipher=cipher) for row in rows],
+        visits=[
+            await to_proto(
+                session,
+                row,
+                cipher=cipher,
+                transitions=transitions[row.visit_id],
+                periods=periods[row.visit_id],
+            )
+            for row in rows
+        ],
         next_page_token=token,
     )
 
