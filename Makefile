@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/buf lint
 	scripts/buf-breaking.sh
 
@@ -33,7 +34,7 @@ gen: $(STAMP)
 
 # The API reference in docs/api/, from the protos and mesh/allowlist.yaml.
 docs: $(STAMP)
-	$(BIN)/python -m telemesh.apidocs
+	$(BIN)/python -m telemesh_tools.apidocs
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

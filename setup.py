@@ -1,10 +1,13 @@
 """Package layout that pyproject.toml cannot say: `telemesh` is one namespace package
-in two folders, the runtime (./telemesh) and the generated stubs (gen/python/telemesh).
+in two folders, the runtime (./telemesh) and the generated stubs (gen/python/telemesh);
+beside it the services (svc_*) and the tools (telemesh_tools).
 Everything else about the package is in pyproject.toml."""
 
 from setuptools import find_namespace_packages, setup
 
-runtime = find_namespace_packages(where=".", include=["telemesh", "telemesh.*", "svc_*"])
+runtime = find_namespace_packages(
+    where=".", include=["telemesh", "telemesh.*", "telemesh_tools", "telemesh_tools.*", "svc_*"]
+)
 generated = find_namespace_packages(where="gen/python", include=["telemesh.*"])
 
 setup(

@@ -10,7 +10,7 @@ import grpc
 from benchmarks.harness import Result, measure, python_process, row
 from benchmarks.noop_server import NOOP_METHOD
 from telemesh.identity.tokens import DevIssuer
-from telemesh.stack.process import free_port
+from telemesh_tools.stack.process import free_port
 
 
 class NoopTarget:

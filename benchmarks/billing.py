@@ -22,7 +22,7 @@ from benchmarks.baseline import NoopTarget
 from benchmarks.harness import Result, measure, python_process, row
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.identity.tokens import DevIssuer
-from telemesh.stack.process import ManagedProcess, free_port
+from telemesh_tools.stack.process import ManagedProcess, free_port
 
 CLIENTS = (1, 16)
 

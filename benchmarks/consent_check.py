@@ -18,7 +18,7 @@ from benchmarks.baseline import NoopTarget
 from benchmarks.harness import Result, measure, python_process, row
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.identity.tokens import DevIssuer
-from telemesh.stack.process import free_port
+from telemesh_tools.stack.process import free_port
 
 PATIENTS = 200
 CLIENTS = (1, 16)

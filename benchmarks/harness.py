@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telemesh.stack.process import ManagedProcess, module_process
+from telemesh_tools.stack.process import ManagedProcess, module_process
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,10 +22,10 @@ from benchmarks.harness import Result, pooled, row
 from benchmarks.noop_server import NOOP_SERVICE
 from telemesh.config import RuntimeSettings
 from telemesh.identity.tokens import DevIssuer
-from telemesh.mesh import envoy
-from telemesh.mesh.allowlist import AllowList, Cors, EdgePolicy, ServiceCall
-from telemesh.mesh.settings import MeshSettings
-from telemesh.stack.local_mesh import LocalMesh
+from telemesh_tools.mesh import envoy
+from telemesh_tools.mesh.allowlist import AllowList, Cors, EdgePolicy, ServiceCall
+from telemesh_tools.mesh.settings import MeshSettings
+from telemesh_tools.stack.local_mesh import LocalMesh
 
 CLIENTS = (1, 16, 64)
 SECONDS = 3.0

@@ -19,7 +19,7 @@ from benchmarks.billing import direct_completions
 from telemesh.db import Database
 from telemesh.outbox import backlog
 from telemesh.session.v1 import session_pb2
-from telemesh.stack.process import ManagedProcess
+from telemesh_tools.stack.process import ManagedProcess
 from tests.flows import Flows, Visit, rid, ts
 from tests.harness import REPO, Stack
 

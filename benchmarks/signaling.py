@@ -6,7 +6,7 @@
   same run: the ratio is signaling's p50 and p99 to the relay's.
 - Memory: 1,000 rooms with both participants' streams open (2,000 streams) on one
   signaling process; its resident memory after one warm-up room, and after the rest.
-- Call set-up: two aiortc peers (telemesh.peer.CallPeer) from "both joined and admitted"
+- Call set-up: two aiortc peers (telemesh_tools.peer.CallPeer) from "both joined and admitted"
   to both ICE-connected through the service, as a ratio to the same two peers
   exchanging SDP directly in one process.
 """
@@ -29,11 +29,11 @@ from aiortc import RTCPeerConnection
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.harness import REPO, percentile
-from telemesh.peer.call_peer import CallPeer
-from telemesh.peer.ice import enable_loopback_ice
-from telemesh.peer.media import SyntheticVideoTrack
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
-from telemesh.stack.process import ManagedProcess, free_port, tcp_probe
+from telemesh.webrtc.ice import enable_loopback_ice
+from telemesh.webrtc.media import SyntheticVideoTrack
+from telemesh_tools.peer.call_peer import CallPeer
+from telemesh_tools.stack.process import ManagedProcess, free_port, tcp_probe
 from tests.flows import Flows, Visit, rid
 from tests.harness import Stack
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.booking import _bookings
 from benchmarks.harness import Result, row
-from telemesh.stack.local_mesh import TraceReceiver
+from telemesh_tools.stack.local_mesh import TraceReceiver
 from tests.harness import Stack
 
 CLIENTS = 16

@@ -55,7 +55,7 @@ class RuleSetSpec(FileModel):
     modifiers: Modifiers
     audio_only_more_than_minutes: Annotated[StrictInt, Field(ge=0, le=1440)] = 0
     # How many connected seconds make a minute: 60 in every real rule set. Only the
-    # demonstration rules (telemesh/demo/demo-coding-rules.yaml, a rule set named
+    # demonstration rules (telemesh_tools/demo/demo-coding-rules.yaml, a rule set named
     # `*-demo`) count a second as a minute, so that a short demo call codes like a visit.
     seconds_per_minute: Annotated[StrictInt, Field(ge=1, le=60)] = 60
     levels: Annotated[tuple[Level, ...], Field(min_length=1)]

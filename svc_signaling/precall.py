@@ -27,13 +27,13 @@ from svc_signaling.candidate_filter import filter_offer
 from svc_signaling.settings import SignalingSettings
 from telemesh.errors import NotFound, PermissionDenied, ResourceExhausted
 from telemesh.logs import log
-from telemesh.peer.stats import quality_from_stats
 from telemesh.signaling.v1 import signaling_pb2
+from telemesh.webrtc.stats import quality_from_stats
 
 if TYPE_CHECKING:
     from aiortc import RTCPeerConnection
 
-    from telemesh.peer.media import CountingTrack
+    from telemesh.webrtc.media import CountingTrack
 
 logger = logging.getLogger("telemesh.signaling.precall")
 KEEP_SECONDS = 600.0
@@ -121,8 +121,8 @@ class PreCallChecks:
         # memory, which a service that only relays messages does not need.
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
-        from telemesh.peer.ice import apply_ice_settings
-        from telemesh.peer.media import CountingTrack
+        from telemesh.webrtc.ice import apply_ice_settings
+        from telemesh.webrtc.media import CountingTrack
 
         apply_ice_settings()
         offer_sdp, dropped = filter_offer(

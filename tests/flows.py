@@ -1,8 +1,9 @@
-"""The visit steps of telemesh.demo.steps against a test's Stack of service processes."""
+"""The visit steps of telemesh_tools.demo.steps against a test's Stack of service processes."""
 
 from __future__ import annotations
 
-from telemesh.demo.steps import (
+from telemesh.timestamps import timestamp as ts
+from telemesh_tools.demo.steps import (
     ALL_WEEK,
     CONSENT_TEXT,
     Metadata,
@@ -10,7 +11,6 @@ from telemesh.demo.steps import (
     VisitSteps,
     rid,
 )
-from telemesh.timestamps import timestamp as ts
 from tests.harness import Stack
 
 __all__ = ["ALL_WEEK", "CONSENT_TEXT", "Flows", "Metadata", "Visit", "rid", "ts"]

@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 from telemesh.config import SERVICES
 from telemesh.db import Database, migrate
 from telemesh.identity.tokens import DevIssuer
-from telemesh.stack.endpoints import start_up, telemesh_command
-from telemesh.stack.process import ManagedProcess, free_port, module_process, stop_all
+from telemesh_tools.stack.endpoints import start_up, telemesh_command
+from telemesh_tools.stack.process import ManagedProcess, free_port, module_process, stop_all
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BASE_URL = os.environ.get("TELEMESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

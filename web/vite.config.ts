@@ -1,5 +1,5 @@
 // The patient and clinician apps: one multi-page build into dist/, served by
-// `python -m telemesh.webapp` (or `npm run dev` on http://localhost:5173, an origin the
+// `python -m telemesh_tools.webapp` (or `npm run dev` on http://localhost:5173, an origin the
 // edge's CORS policy allows).
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";

@@ -5,7 +5,7 @@ Tokens are ES256 JWTs with `iss`, `aud`, `sub` (the user's or service's id) and 
 token has the clinic's id as subject. Locally, `telemesh token` mints them
 with the dev issuer's key under `$TELEMESH_HOME/issuer/`; the services verify them
 against its JWKS file, and the edge Envoy against the same keys served over HTTP by
-`telemesh up` (telemesh.stack.jwks_endpoint). Both look at the keys again every
+`telemesh up` (telemesh_tools.stack.jwks_endpoint). Both look at the keys again every
 TELEMESH_JWKS_REFRESH_SECONDS, so a removed key stops working without a restart. In
 production a real identity provider takes the issuer's place and only the JWKS changes.
 """

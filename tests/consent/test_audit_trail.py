@@ -183,7 +183,7 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMESH_", "OTEL_"))}
     env.update(TELEMESH_HOME=str(stack.home), TELEMESH_CONSENT_ADDR=stack.addresses["consent"])
     return subprocess.run(
-        [sys.executable, "-m", "telemesh.cli.main", "audit", "verify", *args],
+        [sys.executable, "-m", "telemesh_tools.cli.main", "audit", "verify", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -2,7 +2,7 @@
 
 docs/api/ is generated from the protos (comments, the `(telemesh.common.v1.errors)` and
 `(telemesh.common.v1.phi)` options) and mesh/allowlist.yaml by `python -m
-telemesh.apidocs`. These tests regenerate it and compare; check that every RPC documents
+telemesh_tools.apidocs`. These tests regenerate it and compare; check that every RPC documents
 its errors and callers and every PHI field is marked; and that the declared error
 reasons are the ones the services really raise (a cheap reading of the sources).
 """
@@ -22,14 +22,14 @@ import pytest
 from google.protobuf.descriptor import Descriptor, FileDescriptor, MethodDescriptor
 
 from telemesh import errors
-from telemesh.apidocs.common_errors import COMMON_ERRORS
 from telemesh.billing.v1 import billing_pb2
 from telemesh.common.v1 import options_pb2
 from telemesh.consent.v1 import consent_pb2
-from telemesh.mesh import allowlist
 from telemesh.phi import is_phi, phi_paths
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
+from telemesh_tools.apidocs.common_errors import COMMON_ERRORS
+from telemesh_tools.mesh import allowlist
 from tests.harness import REPO
 
 DOCS = REPO / "docs" / "api"
@@ -61,7 +61,7 @@ UNDECLARED_REASONS = {
 # Where reasons are raised: the services and the shared runtime. Not the generated stubs
 # (their descriptors hold the declared reasons) and not the generator itself.
 SOURCES = ["svc_session", "svc_consent", "svc_signaling", "svc_billing", "telemesh"]
-NOT_SOURCES = ["telemesh/apidocs"]
+NOT_SOURCES = ["telemesh_tools/apidocs"]
 
 
 def errors_of(method: MethodDescriptor) -> list[options_pb2.ErrorCase]:
@@ -108,7 +108,7 @@ def test_reference_is_fresh(tmp_path: Path) -> None:
     """docs/api is exactly what `make docs` makes from protos/ and the allow-list now."""
     out = tmp_path / "api"
     subprocess.run(
-        [sys.executable, "-m", "telemesh.apidocs", "--out", str(out)], cwd=REPO, check=True
+        [sys.executable, "-m", "telemesh_tools.apidocs", "--out", str(out)], cwd=REPO, check=True
     )
     fresh = sorted(p.name for p in out.glob("*.md"))
     committed = sorted(p.name for p in DOCS.glob("*.md"))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from telemesh.tracestore.store import SpanStore, StoredSpan
+from telemesh_tools.tracestore.store import SpanStore, StoredSpan
 from tests.harness import REPO
 
 PHI = {
@@ -193,7 +193,7 @@ def test_the_waterfall_in_text_and_html_in_headless_chromium(
     page = tmp_path / "waterfall.html"
     env = {**os.environ, "TELEMESH_HOME": str(demo_run.home)}
     drawn = subprocess.run(
-        [sys.executable, "-m", "telemesh.cli.main", "trace", visit_id, "--html", str(page)],
+        [sys.executable, "-m", "telemesh_tools.cli.main", "trace", visit_id, "--html", str(page)],
         env=env,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
-from telemesh.stack.process import ManagedProcess
+from telemesh_tools.stack.process import ManagedProcess
 from tests.flows import Visit
 from tests.mesh.grpcweb import node_command
 from tests.mesh.stack import MeshUnderTest

@@ -20,11 +20,11 @@ from typing import Self
 import grpc
 from cryptography import x509
 
-from telemesh.demo.run import edge_channel_factory
-from telemesh.demo.steps import Visit, VisitSteps
 from telemesh.identity.tokens import DevIssuer
-from telemesh.mesh.ca import IssuedIdentity, LocalCA, ca_folder, spiffe_id
-from telemesh.stack.envoy import admin_get, stats
+from telemesh_tools.demo.run import edge_channel_factory
+from telemesh_tools.demo.steps import Visit, VisitSteps
+from telemesh_tools.mesh.ca import IssuedIdentity, LocalCA, ca_folder, spiffe_id
+from telemesh_tools.stack.envoy import admin_get, stats
 from tests.harness import MeshUp
 from tests.mesh.contract import write_descriptor_set
 

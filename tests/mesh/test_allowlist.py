@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 from telemesh.config import RuntimeSettings
-from telemesh.mesh import allowlist as allowlist_module
-from telemesh.mesh import envoy, render
-from telemesh.mesh.allowlist import AllowList, ServiceCall
-from telemesh.mesh.settings import MeshSettings
-from telemesh.stack.local_mesh import LocalMesh, load_templates
+from telemesh_tools.mesh import allowlist as allowlist_module
+from telemesh_tools.mesh import envoy, render
+from telemesh_tools.mesh.allowlist import AllowList, ServiceCall
+from telemesh_tools.mesh.settings import MeshSettings
+from telemesh_tools.stack.local_mesh import LocalMesh, load_templates
 from tests.harness import REPO
 
 RBAC = "envoy.filters.http.rbac"

@@ -14,7 +14,7 @@ import pytest
 
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from telemesh.stack.endpoints import alive, endpoints_path, telemesh_command
+from telemesh_tools.stack.endpoints import alive, endpoints_path, telemesh_command
 from tests.harness import REPO, clean_env
 from tests.mesh import grpcweb
 from tests.mesh.long_stream import AFFINITY_HEADER, OpenStream

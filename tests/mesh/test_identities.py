@@ -9,8 +9,8 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from telemesh.mesh.ca import LocalCA, spiffe_id
-from telemesh.mesh.identities import (
+from telemesh_tools.mesh.ca import LocalCA, spiffe_id
+from telemesh_tools.mesh.identities import (
     SECRET_FILE,
     IdentityRotator,
     Workload,

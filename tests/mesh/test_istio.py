@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from telemesh.mesh import allowlist as allowlist_module
-from telemesh.mesh import kustomize, schemas
-from telemesh.mesh.istio import principal
+from telemesh_tools.mesh import allowlist as allowlist_module
+from telemesh_tools.mesh.istio import principal
 from tests.harness import REPO
+from tests.support import kustomize, schemas
 
 ISTIO = REPO / "mesh" / "istio"
 BUILDS = ["base", "overlays/dev", "overlays/prod"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from telemesh.tracestore.store import SpanStore
+from telemesh_tools.tracestore.store import SpanStore
 
 
 def _export(

@@ -227,7 +227,16 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMESH_", "OTEL_"))}
     env.update(TELEMESH_HOME=str(stack.home), TELEMESH_SESSION_ADDR=stack.addresses["session"])
     return subprocess.run(
-        [sys.executable, "-m", "telemesh.cli.main", "audit", "verify", "--log", "access", *args],
+        [
+            sys.executable,
+            "-m",
+            "telemesh_tools.cli.main",
+            "audit",
+            "verify",
+            "--log",
+            "access",
+            *args,
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,

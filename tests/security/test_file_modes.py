@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from telemesh.config import SERVICES
-from telemesh.stack.endpoints import telemesh_command
+from telemesh_tools.stack.endpoints import telemesh_command
 from tests.flows import Flows
 from tests.harness import REPO, MeshUp, Stack, clean_env
 

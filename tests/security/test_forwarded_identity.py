@@ -15,11 +15,12 @@ import pytest
 
 from telemesh.auth import MESH_ACCOUNTS, Authenticator
 from telemesh.config import RuntimeSettings
-from telemesh.mesh import allowlist as allowlist_module
-from telemesh.mesh import istio, kustomize
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from telemesh.stack.local_mesh import load_templates
+from telemesh_tools.mesh import allowlist as allowlist_module
+from telemesh_tools.mesh import istio
+from telemesh_tools.stack.local_mesh import load_templates
 from tests.harness import REPO, Stack
+from tests.support import kustomize
 
 TD, NS = "telemesh.local", "telemesh"
 BY = f"By=spiffe://{TD}/ns/{NS}/sa/session;Hash=0123abcd"

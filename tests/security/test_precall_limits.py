@@ -23,9 +23,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from svc_signaling.candidate_filter import allowed_address, filter_offer
-from telemesh.peer.ice import enable_loopback_ice
-from telemesh.peer.media import SyntheticVideoTrack, count_frames
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
+from telemesh.webrtc.ice import enable_loopback_ice
+from telemesh.webrtc.media import SyntheticVideoTrack, count_frames
 from tests.flows import Metadata, rid
 from tests.harness import Stack
 from tests.signaling.support import eventually

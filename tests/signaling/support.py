@@ -15,10 +15,10 @@ import grpc
 import pytest
 
 from telemesh.errors import reason_of as reason_of  # the signaling tests import it here
-from telemesh.peer.call_peer import CallPeer
-from telemesh.peer.ice import enable_loopback_ice
 from telemesh.signaling.v1 import signaling_pb2_grpc
-from telemesh.stack.process import ManagedProcess, free_port, tcp_probe
+from telemesh.webrtc.ice import enable_loopback_ice
+from telemesh_tools.peer.call_peer import CallPeer
+from telemesh_tools.stack.process import ManagedProcess, free_port, tcp_probe
 from tests.flows import Flows, Visit
 from tests.harness import Stack
 

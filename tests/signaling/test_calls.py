@@ -13,11 +13,11 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from telemesh.consent.v1 import consent_pb2
-from telemesh.peer.call_peer import CallPeer
-from telemesh.peer.media import SyntheticVideoTrack, count_frames
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh.signaling.v1.signaling_pb2 import SessionDescription
+from telemesh.webrtc.media import SyntheticVideoTrack, count_frames
+from telemesh_tools.peer.call_peer import CallPeer
 from tests.flows import Flows, rid
 from tests.signaling.support import (
     FAST_RECONNECT,

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from telemesh.session.v1 import session_pb2
-from telemesh.stack.process import ManagedProcess, free_port
+from telemesh_tools.stack.process import ManagedProcess, free_port
 from tests.flows import Flows, rid, ts
 from tests.harness import Stack
 

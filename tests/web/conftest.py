@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from telemesh.stack.process import ManagedProcess
+from telemesh_tools.stack.process import ManagedProcess
 from tests.harness import MeshUp
 from tests.web.support import build_web, missing_tools, start_webapp
 

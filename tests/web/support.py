@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from telemesh.stack.process import ManagedProcess
+from telemesh_tools.stack.process import ManagedProcess
 from tests.harness import REPO, MeshUp, clean_env
 
 WEB = REPO / "web"
@@ -62,7 +62,7 @@ def edge_spki_sha256(mesh: MeshUp) -> str:
 
 
 def start_webapp(home: Path, dist: Path) -> ManagedProcess:
-    """`python -m telemesh.webapp` serving `dist`, naming the edge of `home`'s stack."""
+    """`python -m telemesh_tools.webapp` serving `dist`, naming the edge of `home`'s stack."""
 
     def ready() -> bool:
         try:
@@ -76,7 +76,7 @@ def start_webapp(home: Path, dist: Path) -> ManagedProcess:
         [
             sys.executable,
             "-m",
-            "telemesh.webapp",
+            "telemesh_tools.webapp",
             "--listen",
             f"127.0.0.1:{WEB_PORT}",
             "--dist",

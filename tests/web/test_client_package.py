@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from telemesh.identity.tokens import DevIssuer
-from telemesh.stack.process import ManagedProcess
+from telemesh_tools.stack.process import ManagedProcess
 from tests.harness import REPO, MeshUp
 from tests.web.support import WEB, WEB_ORIGIN, npm_bin
 

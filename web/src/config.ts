@@ -1,6 +1,6 @@
 // Where the page's settings come from: the URL fragment first (`#token=...&edge=...`,
 // so tokens never reach a server log), then what this tab remembered, then the
-// server's /config.json (python -m telemesh.webapp names the running edge).
+// server's /config.json (python -m telemesh_tools.webapp names the running edge).
 
 export const DEFAULT_EDGE_URL = "https://localhost:8443";
 

@@ -1,0 +1,1 @@
+"""Helpers that only tests use (shared by several test packages)."""
