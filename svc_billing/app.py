@@ -45,7 +45,8 @@ class BillingApp(ServiceAppBase):
 
     async def register(self, server: grpc.aio.Server) -> None:
         # Channels are made on the server's event loop, so here and not in __init__.
-        self.patient_access = PatientAccess(
+        access = PatientAccess(
             RemoteCareSource(self.clients), RemoteAccessRecorder(self.clients, self.name)
         )
-        billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(self), server)
+        servicer = BillingServicer(self.db, self.cipher, self.rules, self.fees, access)
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)

@@ -30,7 +30,11 @@ from telemesh.validation import Violations
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
-    from svc_billing.app import BillingApp
+    from svc_billing.coding import RuleBook
+    from svc_billing.fees import FeeSchedule
+    from telemesh.care import PatientAccess
+    from telemesh.db import Database
+    from telemesh.field_crypto import FieldCipher
 
 logger = logging.getLogger("svc_billing")
 
@@ -50,10 +54,20 @@ def _readers() -> Principal:
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
-    def __init__(self, app: BillingApp) -> None:
-        self.app = app
-        self.store = ChargeStore(app.db, app.cipher)
-        self.access = app.patient_access
+    def __init__(
+        self,
+        db: Database,
+        cipher: FieldCipher,
+        rules: RuleBook,
+        fees: FeeSchedule,
+        access: PatientAccess,
+    ) -> None:
+        self.db = db
+        self.cipher = cipher
+        self.rules = rules
+        self.fees = fees
+        self.store = ChargeStore(db, cipher)
+        self.access = access
 
     async def _may_read(self, patient_id: str) -> None:
         """The patient-access gate (telemesh.care), which also writes the access log."""
@@ -64,12 +78,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> billing_pb2.RecordVisitCompletionResponse:
         principal = require_service("session")
         completion = validate_completion(request)
-        rules = self.app.rules.for_payer(completion.payer_id)
+        rules = self.rules.for_payer(completion.payer_id)
 
         def build() -> tuple[ChargeRow, ChargeEventRow]:
             # Coded only when the charge is new: a redelivery finds the recorded one.
             coding = rules.code(completion.facts)
-            return build_charge(completion, coding, self.app.fees, principal, self.app.cipher)
+            return build_charge(completion, coding, self.fees, principal, self.cipher)
 
         record, created = await self.store.record_once(completion.visit_id, build)
         row = record.row
@@ -197,7 +211,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
 
         # The answer's charge holds the diagnosis codes: stored sealed.
         return await run_idempotent(
-            self.app.db, method, request, response_type, work, cipher=self.app.cipher
+            self.db, method, request, response_type, work, cipher=self.cipher
         )
 
     async def GetPatientStatement(
@@ -218,7 +232,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         assert end is not None
         await self._may_read(patient_id)
         rows = await self.store.for_statement(patient_id, start, end)
-        return build_statement(patient_id, start, end, rows, self.app.fees.currency)
+        return build_statement(patient_id, start, end, rows, self.fees.currency)
 
     async def ExportClaim(
         self, request: billing_pb2.ExportClaimRequest, context: Context

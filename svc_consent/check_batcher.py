@@ -126,6 +126,12 @@ class CheckBatcher:
         )
         return [CheckAnswer(j, change_sequence) for j in judgements]
 
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.close()
+
     async def close(self) -> None:
         """Lets the batch being written finish."""
         if self._writer is not None:

@@ -21,7 +21,10 @@ from telemesh.idempotency import run_idempotent
 from telemesh.paging import decode_token, page_of, page_size
 
 if TYPE_CHECKING:
-    from svc_consent.app import ConsentApp
+    from svc_consent.access import ConsentAccess
+    from svc_consent.change_feed import ChangeFeed
+    from svc_consent.check_batcher import CheckBatcher
+    from telemesh.db import Database
 
 Context = grpc.aio.ServicerContext[Any, Any]
 P = consent_pb2
@@ -36,10 +39,13 @@ def _granting(change: ChangeRequest, state: int, principal: Principal) -> Change
 
 
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
-    def __init__(self, app: ConsentApp) -> None:
-        self.app = app
-        self.db = app.db
-        self.access = app.access
+    def __init__(
+        self, db: Database, access: ConsentAccess, changes: ChangeFeed, checks: CheckBatcher
+    ) -> None:
+        self.db = db
+        self.access = access
+        self.changes = changes
+        self.checks = checks
 
     # --- changes -----------------------------------------------------------------
 
@@ -62,7 +68,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
                 return response_type(consent=convert.consent(row))
 
             response = await run_idempotent(self.db, method, request, response_type, work)
-        self.app.changes.notify()
+        self.changes.notify()
         return response
 
     async def GrantConsent(
@@ -189,7 +195,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
             principal = await self.access.may_check(
                 request.patient_id, request.category, request.partner_clinic_id
             )
-        answer = await self.app.checks.check(check, principal)
+        answer = await self.checks.check(check, principal)
         judgement = answer.judgement
         response = P.CheckConsentResponse(
             decision=judgement.decision,
@@ -205,7 +211,7 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> AsyncIterator[P.WatchConsentChangesResponse]:
         access.may_watch()
         watch = requests.watch(request)
-        async for response in watch_stream.stream(self.db, self.app.changes, watch):
+        async for response in watch_stream.stream(self.db, self.changes, watch):
             yield response
 
     # --- the audit trail ---------------------------------------------------------

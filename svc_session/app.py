@@ -3,7 +3,6 @@ outbox relay and the no-show sweeper, on the shared bootstrap."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from datetime import timedelta
@@ -14,10 +13,11 @@ from svc_session import booking
 from svc_session.access_log import LocalAccessRecorder
 from svc_session.care import LocalCareSource
 from svc_session.phi_rotation import SEALED_COLUMNS
-from svc_session.servicer import SessionServicer
+from svc_session.servicer import SessionDependencies, SessionServicer
 from svc_session.settings import SessionSettings
 from telemesh.app import ServiceAppBase
 from telemesh.auth import Principal
+from telemesh.background import every
 from telemesh.care import PatientAccess
 from telemesh.config import RuntimeSettings, load
 from telemesh.consent.v1 import consent_pb2
@@ -26,7 +26,7 @@ from telemesh.errors import TelemeshError
 from telemesh.field_crypto import FieldCipher, service_keyring
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.logs import log
-from telemesh.outbox import OutboxRelay, grpc_deliverer
+from telemesh.outbox import grpc_deliverer
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 
 logger = logging.getLogger("svc_session")
@@ -55,26 +55,34 @@ class SessionApp(ServiceAppBase):
         self.join_key = SigningKey.load_or_create(
             self.session_settings.join_key_dir or own / "join-token-key"
         )
-        self.relay: OutboxRelay | None = None
         self.consent: ConsentWatcher | None = None
-        self._sweeper: asyncio.Task[None] | None = None
 
     async def register(self, server: grpc.aio.Server) -> None:
         # Care relationships are decided here, from this service's own tables.
-        self.patient_access = PatientAccess(LocalCareSource(self.db), LocalAccessRecorder(self.db))
-        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self), server)
-        if self.session_settings.outbox_relay:
-            self.relay = OutboxRelay(
-                self.db, grpc_deliverer(self.clients.channel, cipher=self.cipher)
-            )
-            self.relay.start()
-        self._sweeper = asyncio.create_task(self._sweep_no_shows(), name="no-show-sweeper")
+        access = PatientAccess(LocalCareSource(self.db), LocalAccessRecorder(self.db))
         self.consent = ConsentWatcher(self.clients, max_staleness_seconds=1.0)
-        await self.consent.start()
-
-    def outbox_committed(self) -> None:
-        if self.relay is not None:
-            self.relay.wake()
+        servicer = SessionServicer(
+            SessionDependencies(
+                db=self.db,
+                cipher=self.cipher,
+                access=access,
+                settings=self.session_settings,
+                join_key=self.join_key,
+                telehealth_permitted=self.telehealth_permitted,
+                outbox_committed=self.outbox_committed,
+            )
+        )
+        session_pb2_grpc.add_SessionServiceServicer_to_server(servicer, server)
+        if self.session_settings.outbox_relay:
+            self.relay_outbox(grpc_deliverer(self.clients.channel, cipher=self.cipher))
+        self.background(
+            every(
+                "no-show-sweeper",
+                lambda: self.session_settings.no_show_sweep_seconds,
+                self._sweep_no_shows,
+            )
+        )
+        self.background(self.consent)
 
     async def telehealth_permitted(self, patient_id: str) -> bool:
         """Asks consent (through the watcher's cache, which a revocation clears within a
@@ -85,36 +93,18 @@ class SessionApp(ServiceAppBase):
         )
 
     async def _sweep_no_shows(self) -> None:
+        """Marks booked visits nobody checked in to as no-shows, once their grace ends."""
         grace = timedelta(minutes=self.session_settings.no_show_grace_minutes)
-        while True:
-            await asyncio.sleep(self.session_settings.no_show_sweep_seconds)
+        async with self.db.read() as session:
+            overdue = await booking.overdue_visits(session, grace)
+        for visit_id in overdue:
+            request = session_pb2.MarkNoShowRequest(visit_id=visit_id)
+            mark = functools.partial(
+                booking.mark_no_show, request=request, grace=grace, sweeper=SWEEPER
+            )
             try:
-                async with self.db.read() as session:
-                    overdue = await booking.overdue_visits(session, grace)
-                for visit_id in overdue:
-                    request = session_pb2.MarkNoShowRequest(visit_id=visit_id)
-                    mark = functools.partial(
-                        booking.mark_no_show, request=request, grace=grace, sweeper=SWEEPER
-                    )
-                    try:
-                        await self.db.run_write(mark)
-                    except TelemeshError:
-                        continue  # someone checked in or cancelled meanwhile
-                    self.outbox_committed()
-                    log(logger, logging.INFO, "visit marked no-show", visit_id=visit_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("no-show sweep failed")
-
-    async def drain(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        if self.consent is not None:
-            await self.consent.stop()
-        if self.relay is not None:
-            await self.relay.stop()
-
-    async def stop(self) -> None:
-        await self.drain()
-        await super().stop()
+                await self.db.run_write(mark)
+            except TelemeshError:
+                continue  # someone checked in or cancelled meanwhile
+            self.outbox_committed()
+            log(logger, logging.INFO, "visit marked no-show", visit_id=visit_id)

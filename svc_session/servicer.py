@@ -3,7 +3,8 @@ domain rules live in the modules it calls."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -19,7 +20,11 @@ from telemesh.paging import decode_token, page_of, page_size
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 
 if TYPE_CHECKING:
-    from svc_session.app import SessionApp
+    from svc_session.settings import SessionSettings
+    from telemesh.care import PatientAccess
+    from telemesh.db import Database
+    from telemesh.field_crypto import FieldCipher
+    from telemesh.identity.signing_keys import SigningKey
 
 Context = grpc.aio.ServicerContext[Any, Any]
 P = session_pb2
@@ -33,12 +38,27 @@ class _AboutAVisit(Protocol):
 VisitAnswer = TypeVar("VisitAnswer", bound=_AboutAVisit)
 
 
+@dataclass(frozen=True)
+class SessionDependencies:
+    """What the servicer needs, built by the app (svc_session.app)."""
+
+    db: Database
+    cipher: FieldCipher
+    access: PatientAccess
+    settings: SessionSettings
+    join_key: SigningKey
+    # Whether the patient's telehealth consent permits a visit now (fail closed).
+    telehealth_permitted: Callable[[str], Awaitable[bool]]
+    # New outbox events were committed: the relay looks now.
+    outbox_committed: Callable[[], None]
+
+
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    def __init__(self, app: SessionApp) -> None:
-        self.app = app
-        self.db = app.db
-        self.cipher = app.cipher
-        self.access = app.patient_access
+    def __init__(self, deps: SessionDependencies) -> None:
+        self.deps = deps
+        self.db = deps.db
+        self.cipher = deps.cipher
+        self.access = deps.access
 
     async def _log_reads(self, patient_ids: Iterable[str]) -> None:
         """Logs reads decided by the visit's own rules (participants, admins)."""
@@ -174,7 +194,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 lambda s: booking.cancel(s, request),
             )
         )
-        self.app.outbox_committed()
+        self.deps.outbox_committed()
         return response
 
     async def RescheduleVisit(
@@ -193,7 +213,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def MarkNoShow(
         self, request: P.MarkNoShowRequest, context: Context
     ) -> P.MarkNoShowResponse:
-        grace = timedelta(minutes=self.app.session_settings.no_show_grace_minutes)
+        grace = timedelta(minutes=self.deps.settings.no_show_grace_minutes)
         response = await self._about_visit(
             run_idempotent(
                 self.db,
@@ -203,7 +223,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 lambda s: booking.mark_no_show(s, request, grace),
             )
         )
-        self.app.outbox_committed()
+        self.deps.outbox_committed()
         return response
 
     # --- the visit's life --------------------------------------------------------------
@@ -229,7 +249,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         return response
 
     async def CheckIn(self, request: P.CheckInRequest, context: Context) -> P.CheckInResponse:
-        window = timedelta(minutes=self.app.session_settings.join_window_before_minutes)
+        window = timedelta(minutes=self.deps.settings.join_window_before_minutes)
         return await self._about_visit(
             run_idempotent(
                 self.db,
@@ -266,7 +286,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 cipher=self.cipher,  # the answer holds the diagnosis codes
             )
         )
-        self.app.outbox_committed()
+        self.deps.outbox_committed()
         visits.record_root_span(response.visit)
         return response
 
@@ -286,22 +306,22 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def IssueJoinToken(
         self, request: P.IssueJoinTokenRequest, context: Context
     ) -> P.IssueJoinTokenResponse:
-        settings = self.app.session_settings
+        settings = self.deps.settings
         async with self.db.read() as session:
             return await join_tokens.issue(
                 session,
                 request,
-                key=self.app.join_key,
+                key=self.deps.join_key,
                 ttl_seconds=settings.join_token_ttl_seconds,
                 window_before=timedelta(minutes=settings.join_window_before_minutes),
                 window_after=timedelta(minutes=settings.join_window_after_minutes),
-                telehealth_permitted=self.app.telehealth_permitted,
+                telehealth_permitted=self.deps.telehealth_permitted,
             )
 
     async def GetJoinTokenKeys(
         self, request: P.GetJoinTokenKeysRequest, context: Context
     ) -> P.GetJoinTokenKeysResponse:
-        return join_tokens.keys(self.app.join_key)
+        return join_tokens.keys(self.deps.join_key)
 
     # --- care relationships and the access log -------------------------------------------
 

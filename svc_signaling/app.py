@@ -3,24 +3,23 @@ outbox relay for connection events, and its servicer on the shared bootstrap."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import grpc
 
-from svc_signaling.consent_link import ConsentLink
+from svc_signaling.consent_link import ConsentLink, OnWithdrawn
 from svc_signaling.join_tokens import JoinTokenVerifier
 from svc_signaling.precall import PreCallChecks
 from svc_signaling.registry import RoomRegistry
-from svc_signaling.servicer import SignalingServicer
+from svc_signaling.servicer import SignalingDependencies, SignalingServicer
 from svc_signaling.session_link import SessionLink
 from svc_signaling.settings import SignalingSettings
 from telemesh.app import ServiceAppBase
+from telemesh.background import Spawner
 from telemesh.config import RuntimeSettings, load
-from telemesh.outbox import OutboxRelay, grpc_deliverer
+from telemesh.outbox import grpc_deliverer
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 
 logger = logging.getLogger("telemesh.signaling")
@@ -34,46 +33,38 @@ class SignalingApp(ServiceAppBase):
     def __init__(self, settings: RuntimeSettings) -> None:
         super().__init__(settings)
         self.signaling_settings = load(SignalingSettings)
-        self.session = SessionLink(self.clients)
-        self.join_tokens = JoinTokenVerifier(
-            self.session.join_token_keys, self.signaling_settings.jwks_refresh_seconds
-        )
-        self.consent = ConsentLink(self.clients, self.signaling_settings.consent_watch)
-        self.precall = PreCallChecks(self.signaling_settings)
         self._registry: RoomRegistry | None = None
-        self._relay: OutboxRelay | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    @property
-    def registry(self) -> RoomRegistry:
-        assert self._registry is not None, "the app has not started"
-        return self._registry
-
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Runs `work` in the background, logging a failure instead of losing it."""
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-
-        def done(finished: asyncio.Task[Any]) -> None:
-            self._tasks.discard(finished)
-            if not finished.cancelled() and finished.exception() is not None:
-                logger.error("background work failed", exc_info=finished.exception())
-
-        task.add_done_callback(done)
-
-    def wake_outbox(self) -> None:
-        if self._relay is not None:
-            self._relay.wake()
 
     async def register(self, server: grpc.aio.Server) -> None:
         started = datetime.now(UTC)
-        self._registry = RoomRegistry(self.db, self.signaling_settings)
-        servicer = SignalingServicer(self)
+        settings = self.signaling_settings
+        session = SessionLink(self.clients)
+        consent = ConsentLink(self.clients, settings.consent_watch)
+        precall = PreCallChecks(settings)
+        spawner = Spawner()
+        self._registry = RoomRegistry(self.db, settings)
+        servicer = SignalingServicer(
+            SignalingDependencies(
+                db=self.db,
+                settings=settings,
+                registry=self._registry,
+                join_tokens=JoinTokenVerifier(
+                    session.join_token_keys, settings.jwks_refresh_seconds
+                ),
+                consent=consent,
+                session=session,
+                precall=precall,
+                spawn=spawner.spawn,
+                outbox_committed=self.outbox_committed,
+            )
+        )
         signaling_pb2_grpc.add_SignalingServiceServicer_to_server(servicer, server)
-        self._relay = OutboxRelay(self.db, grpc_deliverer(self.clients.channel))
-        self._relay.start()
-        await self.consent.start(servicer.consent_withdrawn)
-        self.spawn(servicer.settle_after_restart(started))
+        self.relay_outbox(grpc_deliverer(self.clients.channel))
+        # Revoked consents close rooms at once; a restart settles what it interrupted.
+        self.background(_ConsentReactions(consent, servicer.consent_withdrawn))
+        self.background(_Stopping(precall.stop))
+        self.background(spawner)
+        spawner.spawn(servicer.settle_after_restart(started))
 
     async def drain(self) -> None:
         # End every stream now so that clients resume elsewhere instead of waiting.
@@ -81,11 +72,29 @@ class SignalingApp(ServiceAppBase):
             for room in self._registry.cached():
                 room.drain()
 
+
+class _ConsentReactions:
+    """The consent link as a background job: it watches and calls back on withdrawals."""
+
+    def __init__(self, link: ConsentLink, on_withdrawn: OnWithdrawn) -> None:
+        self.link = link
+        self.on_withdrawn = on_withdrawn
+
+    async def start(self) -> None:
+        await self.link.start(self.on_withdrawn)
+
     async def stop(self) -> None:
-        await self.consent.stop()
-        await self.precall.stop()
-        if self._relay is not None:
-            await self._relay.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await super().stop()
+        await self.link.stop()
+
+
+class _Stopping:
+    """Something with only a stop (the pre-call checks' peers), as a background job."""
+
+    def __init__(self, stop: Callable[[], Awaitable[None]]) -> None:
+        self._stop = stop
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self._stop()

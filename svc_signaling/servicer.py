@@ -6,7 +6,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,7 +40,13 @@ from telemesh.tracing.visit import visit_span
 from telemesh.validation import Violations
 
 if TYPE_CHECKING:
-    from svc_signaling.app import SignalingApp
+    from svc_signaling.consent_link import ConsentLink
+    from svc_signaling.join_tokens import JoinTokenVerifier
+    from svc_signaling.precall import PreCallChecks
+    from svc_signaling.registry import RoomRegistry
+    from svc_signaling.session_link import SessionLink
+    from svc_signaling.settings import SignalingSettings
+    from telemesh.db import Database
 
 logger = logging.getLogger("telemesh.signaling")
 R = TypeVar("R", bound=Message)
@@ -78,7 +85,7 @@ def in_visit_trace(action: str) -> Callable[[H], H]:
     def wrap(handler: H) -> H:
         @functools.wraps(handler)
         async def traced(self: SignalingServicer, request: Any, context: Context) -> Any:
-            room = self.app.registry.cached_room(request.room_id)
+            room = self.deps.registry.cached_room(request.room_id)
             if room is None or not room.traceparent:
                 return await handler(self, request, context)
             with visit_span(room.traceparent, f"room {action}", room_attributes(room)):
@@ -89,17 +96,34 @@ def in_visit_trace(action: str) -> Callable[[H], H]:
     return wrap
 
 
+@dataclass(frozen=True)
+class SignalingDependencies:
+    """What the servicer needs, built by the app (svc_signaling.app)."""
+
+    db: Database
+    settings: SignalingSettings
+    registry: RoomRegistry
+    join_tokens: JoinTokenVerifier
+    consent: ConsentLink
+    session: SessionLink
+    precall: PreCallChecks
+    # Runs work in the background without holding up the call (telemesh.background).
+    spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    # New outbox events were committed: the relay looks now.
+    outbox_committed: Callable[[], None]
+
+
 class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
-    def __init__(self, app: SignalingApp) -> None:
-        self.app = app
-        self.settings = app.signaling_settings
+    def __init__(self, deps: SignalingDependencies) -> None:
+        self.deps = deps
+        self.settings = deps.settings
         self._precall_requests = RecentRequests()
 
     # --- shared steps -------------------------------------------------------------
 
     async def _own_join_token(self, token: str, principal: Principal) -> JoinClaims:
         """The claims of a valid join token issued to the caller (JoinRoom, GetIceServers)."""
-        claims = await self.app.join_tokens.verify(token)
+        claims = await self.deps.join_tokens.verify(token)
         if claims.subject != principal.subject or claims.role != principal.role:
             raise PermissionDenied(
                 "JOIN_TOKEN_NOT_YOURS", "the join token was issued to someone else"
@@ -109,7 +133,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def _member(self, room_id: str) -> tuple[Room, Role]:
         """The room and the caller's role in it (a participant only)."""
         principal = require_role("patient", "clinician")
-        room = await self.app.registry.get(room_id)
+        room = await self.deps.registry.get(room_id)
         return room, room.role_of(principal)
 
     def _rate(self, room: Room, role: Role) -> None:
@@ -156,8 +180,8 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         async def work(session: AsyncSession) -> None:
             await settle(session, room, ending=ending, when=when)
 
-        await self.app.db.run_write(work)
-        self.app.wake_outbox()
+        await self.deps.db.run_write(work)
+        self.deps.outbox_committed()
 
     # --- JoinRoom -------------------------------------------------------------------
 
@@ -170,11 +194,11 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         checks.resume_after(check, request.resume_after_sequence)
         check.raise_if_any()
         claims = await self._own_join_token(request.join_token, principal)
-        room = await self.app.registry.for_join(claims)
+        room = await self.deps.registry.for_join(claims)
         room.traceparent = claims.traceparent or room.traceparent
         role = room.role_of(principal)
         self._open(room)
-        if not await self.app.consent.is_permitted(room.user_id(PATIENT), TELEHEALTH):
+        if not await self.deps.consent.is_permitted(room.user_id(PATIENT), TELEHEALTH):
             raise FailedPrecondition("CONSENT_REQUIRED", "telehealth consent is not active")
 
         subscription, joined, replay = room.subscribe(role, request.resume_after_sequence)
@@ -201,7 +225,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         finally:
             if room.unsubscribe(role, subscription):
                 # The participant lost (or ended) its stream: the call is not whole.
-                self.app.spawn(self._settle(room, ending=True))
+                self.deps.spawn(self._settle(room, ending=True))
 
     # --- relayed messages -----------------------------------------------------------
 
@@ -286,14 +310,14 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self, request: signaling_pb2.AdmitPatientRequest, context: Context
     ) -> signaling_pb2.AdmitPatientResponse:
         room = await self._clinicians_room(request, "admits the patient")
-        await self.app.session.admit(room.visit_id, request.request_id)
+        await self.deps.session.admit(room.visit_id, request.request_id)
 
         async def work(session: AsyncSession) -> signaling_pb2.AdmitPatientResponse:
             await locked_record(session, room.room_id, admitted=True)
             return signaling_pb2.AdmitPatientResponse()
 
         reply = await run_idempotent(
-            self.app.db, "AdmitPatient", request, signaling_pb2.AdmitPatientResponse, work
+            self.deps.db, "AdmitPatient", request, signaling_pb2.AdmitPatientResponse, work
         )
         if not room.admitted:
             room.admitted = True
@@ -307,7 +331,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self, request: signaling_pb2.SetRecordingRequest, context: Context
     ) -> signaling_pb2.SetRecordingResponse:
         room = await self._clinicians_room(request, "turns recording on or off")
-        if request.recording and not await self.app.consent.is_permitted(
+        if request.recording and not await self.deps.consent.is_permitted(
             room.user_id(PATIENT), RECORDING
         ):
             raise FailedPrecondition(
@@ -319,7 +343,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             return signaling_pb2.SetRecordingResponse(recording=request.recording)
 
         reply = await run_idempotent(
-            self.app.db, "SetRecording", request, signaling_pb2.SetRecordingResponse, work
+            self.deps.db, "SetRecording", request, signaling_pb2.SetRecordingResponse, work
         )
         self.apply_recording(room, reply.recording)
         return reply
@@ -472,7 +496,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
         async def start() -> signaling_pb2.StartPreCallCheckResponse:
             try:
-                started = await self.app.precall.start(
+                started = await self.deps.precall.start(
                     (principal.role, principal.subject), request.offer.sdp
                 )
             except ValueError:
@@ -499,7 +523,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         check = Violations()
         check.required("check_id", request.check_id)
         check.raise_if_any()
-        return self.app.precall.get(
+        return self.deps.precall.get(
             (principal.role, principal.subject), request.check_id
         ).response()
 
@@ -513,7 +537,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             request.reason in ENDINGS, "reason", "must be VISIT_ENDED, VISIT_CANCELLED or NO_SHOW"
         )
         check.raise_if_any()
-        room = await self.app.registry.of_visit(request.visit_id)
+        room = await self.deps.registry.of_visit(request.visit_id)
         if room is None or room.closed:
             return signaling_pb2.CloseRoomResponse(closed=False)
         await self.close_room(room, request.reason)
@@ -525,9 +549,9 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         """A consent stopped permitting: close the patient's rooms or stop recording."""
         if category not in (TELEHEALTH, RECORDING):
             return
-        if await self.app.consent.is_permitted(patient_id, category):
+        if await self.deps.consent.is_permitted(patient_id, category):
             return  # another version still permits (a re-grant raced the change)
-        for room in await self.app.registry.of_patient(patient_id):
+        for room in await self.deps.registry.of_patient(patient_id):
             if category == TELEHEALTH:
                 await self.close_room(room, signaling_pb2.ROOM_CLOSE_REASON_CONSENT_REVOKED)
             elif room.recording:
@@ -538,7 +562,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         async def work(session: AsyncSession) -> None:
             await locked_record(session, room.room_id, recording=False)
 
-        await self.app.db.run_write(work)
+        await self.deps.db.run_write(work)
 
     async def close_room(self, room: Room, reason: int) -> None:
         if room.closed:
@@ -551,14 +575,14 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             # The call ends with the room: its connected period closes in the same write.
             await settle(session, room, ending=True, connected=False)
 
-        await self.app.db.run_write(work)
-        self.app.wake_outbox()
+        await self.deps.db.run_write(work)
+        self.deps.outbox_committed()
         room.close_reason = reason
         room.recording = False
         room.emit_both(room_closed=signaling_pb2.RoomClosed(reason=reason))  # type: ignore[arg-type]
         for role in (PATIENT, CLINICIAN):
             room.participants[role].connection_state = signaling_pb2.CONNECTION_STATE_CLOSED
-        self.app.registry.retire(room)
+        self.deps.registry.retire(room)
         log(
             logger,
             logging.INFO,
@@ -571,6 +595,6 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def settle_after_restart(self, started: datetime) -> None:
         """Closes connected periods that a restart interrupted and nobody resumed."""
         await asyncio.sleep(self.settings.reconnect_grace_seconds)
-        for room in await self.app.registry.with_open_period():
+        for room in await self.deps.registry.with_open_period():
             if not room.both_connected():
                 await self._settle(room, ending=True, when=started)

@@ -182,7 +182,7 @@ class OutboxRelay:
         """New events were committed: look now instead of at the next poll."""
         self._wake.set()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:

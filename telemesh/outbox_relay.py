@@ -51,7 +51,7 @@ async def relay(service: str, settings: RuntimeSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    worker.start()
+    await worker.start()
     log(logger, logging.INFO, "relaying", service=service)
     await stopping.wait()
     await worker.stop()
