@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 
+from svc_billing.access import ChargeAccess
 from svc_billing.coding import RuleBook, load_rule_sets
 from svc_billing.fees import load_fee_schedule
 from svc_billing.phi_rotation import SEALED_COLUMNS
@@ -45,8 +46,10 @@ class BillingApp(ServiceAppBase):
 
     async def register(self, server: grpc.aio.Server) -> None:
         # Channels are made on the server's event loop, so here and not in __init__.
-        access = PatientAccess(
-            RemoteCareSource(self.clients), RemoteAccessRecorder(self.clients, self.name)
+        access = ChargeAccess(
+            PatientAccess(
+                RemoteCareSource(self.clients), RemoteAccessRecorder(self.clients, self.name)
+            )
         )
         servicer = BillingServicer(self.db, self.cipher, self.rules, self.fees, access)
         billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)

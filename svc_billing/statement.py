@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from svc_billing.messages import STATE_TO_PROTO, money
+from svc_billing.convert import STATE_TO_PROTO, money
 from svc_billing.models import VOIDED, ChargeRow
 from telemesh.billing.v1 import billing_pb2
 from telemesh.errors import FailedPrecondition
