@@ -16,7 +16,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session import room_events, schedule
+from svc_session.access import require_participant
 from svc_session.availability import slot_ending
+from svc_session.convert import to_proto
 from svc_session.models import (
     BLOCK_MINUTES,
     ClinicianRow,
@@ -25,14 +27,7 @@ from svc_session.models import (
     VisitRow,
     VisitTransitionRow,
 )
-from svc_session.visit_store import (
-    load_visit,
-    require_participant,
-    require_transition,
-    to_proto,
-    transition,
-    visit_work,
-)
+from svc_session.store import load_visit, require_transition, transition, visit_work
 from telemesh import metrics
 from telemesh.auth import Principal, current_principal
 from telemesh.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session.visit_store import load_visit, require_participant, visit_work
+from svc_session.access import require_participant
+from svc_session.store import load_visit, visit_work
 from telemesh.auth import current_principal
 from telemesh.errors import FailedPrecondition
 from telemesh.identity.signing_keys import SigningKey

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from svc_session.models import ClinicianRow, IdempotencyRecord, OutboxEvent, PatientRow, VisitRow
 from svc_session.profiles import PHI_COLUMNS
-from svc_session.visit_store import CODES_COLUMN
+from svc_session.store import CODES_COLUMN
 from svc_session.visits import RECORD_COMPLETION
 from telemesh.config import RuntimeSettings, load
 from telemesh.phi_sealing import SealedColumn, rotation_main

@@ -12,7 +12,7 @@ import grpc
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session import access_log, availability, booking, care, join_tokens, profiles, visits
-from svc_session.visit_store import NotParticipant
+from svc_session.access import NotParticipant
 from telemesh.auth import current_principal, require_role, require_service
 from telemesh.errors import PermissionDenied
 from telemesh.idempotency import run_idempotent

@@ -10,17 +10,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session import room_events
+from svc_session.access import NotParticipant, require_participant, role_in
+from svc_session.convert import to_proto
 from svc_session.models import ClinicianRow, ConnectedPeriodRow, VisitRow, VisitTransitionRow
-from svc_session.visit_store import (
-    NotParticipant,
+from svc_session.store import (
     closed_seconds,
     histories_of,
     load_visit,
     periods_of,
-    require_participant,
-    role_in,
     seal_codes,
-    to_proto,
     transition,
     visit_work,
 )

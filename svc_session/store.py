@@ -1,4 +1,6 @@
-"""Reading and changing visits: loading, access rules, transitions, and the proto view."""
+"""Visits in the database: loading, the visit's life (transitions), connected periods,
+the sealed diagnosis codes. Who may touch a visit is in `access`; its proto view in
+`convert`."""
 
 from __future__ import annotations
 
@@ -11,10 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session.models import ConnectedPeriodRow, VisitRow, VisitTransitionRow
 from telemesh.auth import Principal
-from telemesh.errors import FailedPrecondition, NotFound, PermissionDenied
+from telemesh.errors import FailedPrecondition, NotFound
 from telemesh.field_crypto import FieldCipher
 from telemesh.session.v1 import session_pb2
-from telemesh.timestamps import timestamp
 from telemesh.tracing.visit import visit_span
 
 S = session_pb2.VisitState
@@ -54,32 +55,6 @@ async def load_visit(session: AsyncSession, visit_id: str, *, for_update: bool =
     if visit is None:
         raise NotFound("visit", visit_id)
     return visit
-
-
-def role_in(visit: VisitRow, principal: Principal) -> str | None:
-    """ "patient" or "clinician" when the caller takes part in the visit."""
-    if principal.is_user("patient", visit.patient_id):
-        return "patient"
-    if principal.is_user("clinician", visit.clinician_id):
-        return "clinician"
-    return None
-
-
-class NotParticipant(PermissionDenied):
-    """A refusal about one visit; names the visit's patient for the access log."""
-
-    def __init__(self, visit: VisitRow, message: str) -> None:
-        super().__init__("NOT_PARTICIPANT", message)
-        self.patient_id = visit.patient_id
-
-
-def require_participant(visit: VisitRow, principal: Principal, *roles: str) -> str:
-    """The caller's role in the visit; they must hold one of `roles` (any when empty)."""
-    role = role_in(visit, principal)
-    if role is None or (roles and role not in roles):
-        wanted = " or ".join(roles) if roles else "participant"
-        raise NotParticipant(visit, f"only the visit's {wanted} may do this")
-    return role
 
 
 def require_transition(visit: VisitRow, to_state: int) -> None:
@@ -172,57 +147,3 @@ def open_codes(cipher: FieldCipher | None, visit: VisitRow) -> list[str]:
         visit.diagnosis_codes_enc, table=VISITS_TABLE, column=CODES_COLUMN, row_id=visit.visit_id
     )
     return [code for code in plain.split(",") if code]
-
-
-async def to_proto(
-    session: AsyncSession,
-    visit: VisitRow,
-    *,
-    cipher: FieldCipher | None = None,
-    transitions: list[VisitTransitionRow] | None = None,
-    periods: list[ConnectedPeriodRow] | None = None,
-) -> session_pb2.Visit:
-    """The whole visit as the API shows it, with its history and connected time (read
-    from the database unless the caller already holds them). Only a completed visit has
-    diagnosis codes, whose opening needs `cipher`."""
-    if transitions is None:
-        transitions = list(
-            (
-                await session.exec(
-                    select(VisitTransitionRow)
-                    .where(VisitTransitionRow.visit_id == visit.visit_id)
-                    .order_by(col(VisitTransitionRow.transition_id))
-                )
-            ).all()
-        )
-    if periods is None:
-        periods = await periods_of(session, visit.visit_id)
-    message = session_pb2.Visit(
-        visit_id=visit.visit_id,
-        patient_id=visit.patient_id,
-        clinician_id=visit.clinician_id,
-        start_time=timestamp(visit.start_time),
-        end_time=timestamp(visit.end_time),
-        state=visit.state,  # type: ignore[arg-type]
-        patient_location=visit.patient_location,  # type: ignore[arg-type]
-        connected_seconds=closed_seconds(periods),
-        diagnosis_codes=open_codes(cipher, visit),
-        audio_only=visit.audio_only,
-        cancel_reason=visit.cancel_reason,  # type: ignore[arg-type]
-        traceparent=visit.traceparent,
-        create_time=timestamp(visit.create_time),
-        new_patient=visit.new_patient,
-    )
-    for row in transitions:
-        message.transitions.add(
-            from_state=row.from_state,
-            to_state=row.to_state,
-            transition_time=timestamp(row.transition_time),
-            actor_id=row.actor_id,
-            actor_role=row.actor_role,
-        )
-    for period in periods:
-        added = message.connected_periods.add(start_time=timestamp(period.start_time))
-        if period.end_time is not None:
-            added.end_time.CopyFrom(timestamp(period.end_time))
-    return message
