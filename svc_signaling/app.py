@@ -13,6 +13,7 @@ from svc_signaling.consent_link import ConsentLink, OnWithdrawn
 from svc_signaling.join_tokens import JoinTokenVerifier
 from svc_signaling.precall import PreCallChecks
 from svc_signaling.registry import RoomRegistry
+from svc_signaling.room_life import RoomLife
 from svc_signaling.servicer import SignalingDependencies, SignalingServicer
 from svc_signaling.session_link import SessionLink
 from svc_signaling.settings import SignalingSettings
@@ -43,6 +44,13 @@ class SignalingApp(ServiceAppBase):
         precall = PreCallChecks(settings)
         spawner = Spawner()
         self._registry = RoomRegistry(self.db, settings)
+        rooms = RoomLife(
+            self.db,
+            self._registry,
+            consent,
+            self.outbox_committed,
+            settings.reconnect_grace_seconds,
+        )
         servicer = SignalingServicer(
             SignalingDependencies(
                 db=self.db,
@@ -54,6 +62,7 @@ class SignalingApp(ServiceAppBase):
                 consent=consent,
                 session=session,
                 precall=precall,
+                rooms=rooms,
                 spawn=spawner.spawn,
                 outbox_committed=self.outbox_committed,
             )
@@ -61,10 +70,10 @@ class SignalingApp(ServiceAppBase):
         signaling_pb2_grpc.add_SignalingServiceServicer_to_server(servicer, server)
         self.relay_outbox(grpc_deliverer(self.clients.channel))
         # Revoked consents close rooms at once; a restart settles what it interrupted.
-        self.background(_ConsentReactions(consent, servicer.consent_withdrawn))
+        self.background(_ConsentReactions(consent, rooms.consent_withdrawn))
         self.background(_Stopping(precall.stop))
         self.background(spawner)
-        spawner.spawn(servicer.settle_after_restart(started))
+        spawner.spawn(rooms.settle_after_restart(started))
 
     async def drain(self) -> None:
         # End every stream now so that clients resume elsewhere instead of waiting.

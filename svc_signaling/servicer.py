@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -16,7 +14,6 @@ from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_signaling import checks
-from svc_signaling.connected_time import settle
 from svc_signaling.consent_link import RECORDING, TELEHEALTH
 from svc_signaling.ice_servers import ice_servers_for
 from svc_signaling.join_tokens import JoinClaims
@@ -44,6 +41,7 @@ if TYPE_CHECKING:
     from svc_signaling.join_tokens import JoinTokenVerifier
     from svc_signaling.precall import PreCallChecks
     from svc_signaling.registry import RoomRegistry
+    from svc_signaling.room_life import RoomLife
     from svc_signaling.session_link import SessionLink
     from svc_signaling.settings import SignalingSettings
     from telemesh.db import Database
@@ -107,6 +105,7 @@ class SignalingDependencies:
     consent: ConsentLink
     session: SessionLink
     precall: PreCallChecks
+    rooms: RoomLife
     # Runs work in the background without holding up the call (telemesh.background).
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
     # New outbox events were committed: the relay looks now.
@@ -176,13 +175,6 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         recent.put(request.request_id, digest, response.SerializeToString())
         return response
 
-    async def _settle(self, room: Room, *, ending: bool, when: datetime | None = None) -> None:
-        async def work(session: AsyncSession) -> None:
-            await settle(session, room, ending=ending, when=when)
-
-        await self.deps.db.run_write(work)
-        self.deps.outbox_committed()
-
     # --- JoinRoom -------------------------------------------------------------------
 
     async def JoinRoom(
@@ -225,7 +217,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         finally:
             if room.unsubscribe(role, subscription):
                 # The participant lost (or ended) its stream: the call is not whole.
-                self.deps.spawn(self._settle(room, ending=True))
+                self.deps.spawn(self.deps.rooms.settle(room, ending=True))
 
     # --- relayed messages -----------------------------------------------------------
 
@@ -345,13 +337,8 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         reply = await run_idempotent(
             self.deps.db, "SetRecording", request, signaling_pb2.SetRecordingResponse, work
         )
-        self.apply_recording(room, reply.recording)
+        self.deps.rooms.apply_recording(room, reply.recording)
         return reply
-
-    def apply_recording(self, room: Room, recording: bool) -> None:
-        if room.recording != recording:
-            room.recording = recording
-            room.emit_both(recording_changed=signaling_pb2.RecordingChanged(recording=recording))
 
     # --- connection and quality -----------------------------------------------------
 
@@ -379,7 +366,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             # settle() can open a period only when both are connected, close one only on
             # an ending state: otherwise there is nothing to write.
             if ending or room.both_connected():
-                await self._settle(room, ending=ending)
+                await self.deps.rooms.settle(room, ending=ending)
             return signaling_pb2.ReportConnectionStateResponse()
 
         return await self._relay_once(
@@ -448,7 +435,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
         async def leave() -> signaling_pb2.LeaveRoomResponse:
             room.leave(role)
-            await self._settle(room, ending=True)
+            await self.deps.rooms.settle(room, ending=True)
             log(logger, logging.INFO, "left", room_id=room.room_id, role=ROLE_NAMES[role])
             return signaling_pb2.LeaveRoomResponse()
 
@@ -540,61 +527,5 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         room = await self.deps.registry.of_visit(request.visit_id)
         if room is None or room.closed:
             return signaling_pb2.CloseRoomResponse(closed=False)
-        await self.close_room(room, request.reason)
+        await self.deps.rooms.close(room, request.reason)
         return signaling_pb2.CloseRoomResponse(closed=True)
-
-    # --- changes from elsewhere -----------------------------------------------------
-
-    async def consent_withdrawn(self, patient_id: str, category: int) -> None:
-        """A consent stopped permitting: close the patient's rooms or stop recording."""
-        if category not in (TELEHEALTH, RECORDING):
-            return
-        if await self.deps.consent.is_permitted(patient_id, category):
-            return  # another version still permits (a re-grant raced the change)
-        for room in await self.deps.registry.of_patient(patient_id):
-            if category == TELEHEALTH:
-                await self.close_room(room, signaling_pb2.ROOM_CLOSE_REASON_CONSENT_REVOKED)
-            elif room.recording:
-                await self._write_recording_off(room)
-                self.apply_recording(room, False)
-
-    async def _write_recording_off(self, room: Room) -> None:
-        async def work(session: AsyncSession) -> None:
-            await locked_record(session, room.room_id, recording=False)
-
-        await self.deps.db.run_write(work)
-
-    async def close_room(self, room: Room, reason: int) -> None:
-        if room.closed:
-            return
-
-        name = signaling_pb2.RoomCloseReason.Name(reason)  # type: ignore[arg-type]
-
-        async def work(session: AsyncSession) -> None:
-            await locked_record(session, room.room_id, close_reason=name, recording=False)
-            # The call ends with the room: its connected period closes in the same write.
-            await settle(session, room, ending=True, connected=False)
-
-        await self.deps.db.run_write(work)
-        self.deps.outbox_committed()
-        room.close_reason = reason
-        room.recording = False
-        room.emit_both(room_closed=signaling_pb2.RoomClosed(reason=reason))  # type: ignore[arg-type]
-        for role in (PATIENT, CLINICIAN):
-            room.participants[role].connection_state = signaling_pb2.CONNECTION_STATE_CLOSED
-        self.deps.registry.retire(room)
-        log(
-            logger,
-            logging.INFO,
-            "room closed",
-            room_id=room.room_id,
-            visit_id=room.visit_id,
-            reason=name,
-        )
-
-    async def settle_after_restart(self, started: datetime) -> None:
-        """Closes connected periods that a restart interrupted and nobody resumed."""
-        await asyncio.sleep(self.settings.reconnect_grace_seconds)
-        for room in await self.deps.registry.with_open_period():
-            if not room.both_connected():
-                await self._settle(room, ending=True, when=started)
