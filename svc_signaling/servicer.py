@@ -13,10 +13,10 @@ import grpc
 from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_signaling import checks
+from svc_signaling import requests
+from svc_signaling.access import RoomAccess
 from svc_signaling.consent_link import RECORDING, TELEHEALTH
 from svc_signaling.ice_servers import ice_servers_for
-from svc_signaling.join_tokens import JoinClaims
 from svc_signaling.models import locked_record
 from svc_signaling.rooms import (
     CLINICIAN,
@@ -28,7 +28,7 @@ from svc_signaling.rooms import (
     other,
 )
 from telemesh import metrics
-from telemesh.auth import Principal, current_principal, require_role, require_service
+from telemesh.auth import current_principal, require_role, require_service
 from telemesh.errors import FailedPrecondition, PermissionDenied, ResourceExhausted, invalid
 from telemesh.idempotency import request_digest, run_idempotent
 from telemesh.logs import log
@@ -117,23 +117,9 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self.deps = deps
         self.settings = deps.settings
         self._precall_requests = RecentRequests()
+        self.access = RoomAccess(deps.join_tokens, deps.registry)
 
     # --- shared steps -------------------------------------------------------------
-
-    async def _own_join_token(self, token: str, principal: Principal) -> JoinClaims:
-        """The claims of a valid join token issued to the caller (JoinRoom, GetIceServers)."""
-        claims = await self.deps.join_tokens.verify(token)
-        if claims.subject != principal.subject or claims.role != principal.role:
-            raise PermissionDenied(
-                "JOIN_TOKEN_NOT_YOURS", "the join token was issued to someone else"
-            )
-        return claims
-
-    async def _member(self, room_id: str) -> tuple[Room, Role]:
-        """The room and the caller's role in it (a participant only)."""
-        principal = require_role("patient", "clinician")
-        room = await self.deps.registry.get(room_id)
-        return room, room.role_of(principal)
 
     def _rate(self, room: Room, role: Role) -> None:
         if not room.participants[role].bucket.take():
@@ -183,9 +169,9 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         principal = require_role("patient", "clinician")
         check = Violations()
         check.required("join_token", request.join_token)
-        checks.resume_after(check, request.resume_after_sequence)
+        requests.resume_after(check, request.resume_after_sequence)
         check.raise_if_any()
-        claims = await self._own_join_token(request.join_token, principal)
+        claims = await self.access.own_join_token(request.join_token, principal)
         room = await self.deps.registry.for_join(claims)
         room.traceparent = claims.traceparent or room.traceparent
         role = room.role_of(principal)
@@ -225,8 +211,8 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def SendSessionDescription(
         self, request: signaling_pb2.SendSessionDescriptionRequest, context: Context
     ) -> signaling_pb2.SendSessionDescriptionResponse:
-        check = checks.room_call(request)
-        checks.description(check, "description", request.description, self.settings)
+        check = requests.room_call(request)
+        requests.description(check, "description", request.description, self.settings)
         check.raise_if_any()
         return await self._forward(
             "SendSessionDescription",
@@ -243,8 +229,8 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def SendIceCandidates(
         self, request: signaling_pb2.SendIceCandidatesRequest, context: Context
     ) -> signaling_pb2.SendIceCandidatesResponse:
-        check = checks.room_call(request)
-        checks.candidates(check, list(request.candidates), self.settings)
+        check = requests.room_call(request)
+        requests.candidates(check, list(request.candidates), self.settings)
         check.raise_if_any()
         return await self._forward(
             "SendIceCandidates",
@@ -266,7 +252,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     ) -> R:
         """Relays a participant's message to the other one, once per request_id, after
         the rate limit and the admission rule."""
-        room, role = await self._member(request.room_id)
+        room, role = await self.access.member(request.room_id)
 
         async def relay() -> R:
             self._rate(room, role)
@@ -290,8 +276,8 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     async def _clinicians_room(self, request: Any, what: str) -> Room:
         """The open room of a call only its clinician may make (`what` they do)."""
-        checks.room_call(request).raise_if_any()
-        room, role = await self._member(request.room_id)
+        requests.room_call(request).raise_if_any()
+        room, role = await self.access.member(request.room_id)
         if role != CLINICIAN:
             raise PermissionDenied("CLINICIAN_ONLY", f"only the visit's clinician {what}")
         self._open(room)
@@ -346,10 +332,10 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def ReportConnectionState(
         self, request: signaling_pb2.ReportConnectionStateRequest, context: Context
     ) -> signaling_pb2.ReportConnectionStateResponse:
-        check = checks.room_call(request)
-        check.check(request.state in checks.REPORTED_STATES, "state", "is not a connection state")
+        check = requests.room_call(request)
+        check.check(request.state in requests.REPORTED_STATES, "state", "is not a connection state")
         check.raise_if_any()
-        room, role = await self._member(request.room_id)
+        room, role = await self.access.member(request.room_id)
 
         async def report() -> signaling_pb2.ReportConnectionStateResponse:
             self._rate(room, role)
@@ -381,10 +367,10 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def ReportCallQuality(
         self, request: signaling_pb2.ReportCallQualityRequest, context: Context
     ) -> signaling_pb2.ReportCallQualityResponse:
-        check = checks.room_call(request)
-        checks.quality(check, request.quality)
+        check = requests.room_call(request)
+        requests.quality(check, request.quality)
         check.raise_if_any()
-        room, role = await self._member(request.room_id)
+        room, role = await self.access.member(request.room_id)
 
         async def record() -> signaling_pb2.ReportCallQualityResponse:
             self._rate(room, role)
@@ -430,8 +416,8 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def LeaveRoom(
         self, request: signaling_pb2.LeaveRoomRequest, context: Context
     ) -> signaling_pb2.LeaveRoomResponse:
-        checks.room_call(request).raise_if_any()
-        room, role = await self._member(request.room_id)
+        requests.room_call(request).raise_if_any()
+        room, role = await self.access.member(request.room_id)
 
         async def leave() -> signaling_pb2.LeaveRoomResponse:
             room.leave(role)
@@ -455,7 +441,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             return signaling_pb2.GetIceServersResponse(
                 ice_servers=ice_servers_for(self.settings, None)
             )
-        claims = await self._own_join_token(request.join_token, principal)
+        claims = await self.access.own_join_token(request.join_token, principal)
         if claims.window_end <= time.time():
             raise FailedPrecondition(
                 "OUTSIDE_JOIN_WINDOW",
@@ -472,7 +458,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         principal = require_role("patient", "clinician")
         check = Violations()
         check.uuid("request_id", request.request_id)
-        checks.description(
+        requests.description(
             check,
             "offer",
             request.offer,
