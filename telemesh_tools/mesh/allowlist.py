@@ -17,9 +17,10 @@ from typing import Any
 import yaml
 
 from telemesh.auth import USER_ROLES
+from telemesh.config import load as load_settings
+from telemesh_tools.mesh.settings import MeshSettings
 
 REPO = Path(__file__).resolve().parent.parent.parent
-ALLOWLIST_PATH = REPO / "mesh" / "allowlist.yaml"
 
 
 class AllowListError(ValueError):
@@ -170,8 +171,10 @@ def parse(document: Any) -> AllowList:
     )
 
 
-def load(path: Path = ALLOWLIST_PATH) -> AllowList:
-    return parse(yaml.safe_load(path.read_text()))
+def load(path: Path | None = None) -> AllowList:
+    """The allow-list at `path`, or where the settings say (TELEMESH_ALLOWLIST)."""
+    chosen = path if path is not None else load_settings(MeshSettings).allowlist
+    return parse(yaml.safe_load(chosen.read_text()))
 
 
 def contract_methods(services: Mapping[str, str]) -> dict[str, list[str]]:

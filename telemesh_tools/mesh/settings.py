@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from telemesh.config import setting
+
+# The tools run from a checkout; an installed copy is pointed at one (TELEMESH_ALLOWLIST).
+CHECKOUT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass(frozen=True)
 class MeshSettings:
+    allowlist: Path = setting(
+        "TELEMESH_ALLOWLIST",
+        CHECKOUT / "mesh" / "allowlist.yaml",
+        "The mesh's allow-list (who may call what); default the checkout's mesh/allowlist.yaml.",
+    )
     edge_port: int = setting(
         "TELEMESH_EDGE_PORT", 8443, "Port of the local edge Envoy (HTTPS, gRPC-web); 0 picks one."
     )
