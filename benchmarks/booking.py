@@ -14,8 +14,8 @@ from pathlib import Path
 from benchmarks.baseline import NoopTarget
 from benchmarks.harness import Result, measure, row
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from tests.flows import Flows, rid, ts
-from tests.harness import Stack
+from tests.support.flows import Flows, rid, ts
+from tests.support.harness import Stack
 
 CLIENTS = (1, 16, 64)
 SECONDS = 4.0

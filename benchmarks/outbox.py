@@ -20,8 +20,8 @@ from telemesh.db import Database
 from telemesh.outbox import backlog
 from telemesh.session.v1 import session_pb2
 from telemesh_tools.stack.process import ManagedProcess
-from tests.flows import Flows, Visit, rid, ts
-from tests.harness import REPO, Stack
+from tests.support.flows import Flows, Visit, rid, ts
+from tests.support.harness import REPO, Stack
 
 EVENTS = 400
 RELAY_CONCURRENCY = 8  # RelaySettings.concurrency

@@ -34,8 +34,8 @@ from telemesh.webrtc.ice import enable_loopback_ice
 from telemesh.webrtc.media import SyntheticVideoTrack
 from telemesh_tools.peer.call_peer import CallPeer
 from telemesh_tools.stack.process import ManagedProcess, free_port, tcp_probe
-from tests.flows import Flows, Visit, rid
-from tests.harness import Stack
+from tests.support.flows import Flows, Visit, rid
+from tests.support.harness import Stack
 
 RELAY_ROOMS = 100
 MEMORY_ROOMS = 1_000

@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmarks.booking import _bookings
 from benchmarks.harness import Result, row
 from telemesh_tools.stack.local_mesh import TraceReceiver
-from tests.harness import Stack
+from tests.support.harness import Stack
 
 CLIENTS = 16
 ROUNDS = 5

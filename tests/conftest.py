@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Stack, Tokens
+from tests.support.harness import Stack, Tokens
 
 
 @pytest.fixture

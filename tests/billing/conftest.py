@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.billing.support import Billing
-from tests.harness import Stack
+from tests.support.billing import Billing
+from tests.support.harness import Stack
 
 # The per-payer mapping the service tests run with (see test_payer_mapping...).
 PAYER_RULE_SETS = "acme-health=cpt-telemedicine"

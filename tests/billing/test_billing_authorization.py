@@ -13,8 +13,8 @@ import pytest
 
 from telemesh.billing.v1 import billing_pb2
 from telemesh.errors import reason_of
-from tests.billing.support import Billing, Metadata, completion, new_id
-from tests.errors import refused
+from tests.support.billing import Billing, Metadata, completion, new_id
+from tests.support.errors import refused
 
 OWNER = "owner"  # the patient the charge belongs to
 CALLERS = [

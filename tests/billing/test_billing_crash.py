@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from telemesh.billing.v1 import billing_pb2
-from tests.billing.support import Billing, completion
-from tests.harness import Stack
+from tests.support.billing import Billing, completion
+from tests.support.harness import Stack
 
 VISITS = 60
 KILL_AFTER_ACKS = 25

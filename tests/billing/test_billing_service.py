@@ -17,8 +17,8 @@ from fhir.resources.R4B.claim import Claim
 
 from telemesh.billing.v1 import billing_pb2
 from telemesh.errors import reason_of
-from tests.billing.support import Billing, completion, new_id
-from tests.errors import refused, violations_of
+from tests.support.billing import Billing, completion, new_id
+from tests.support.errors import refused, violations_of
 
 BILLABLE = billing_pb2.CHARGE_STATE_BILLABLE
 BILLED = billing_pb2.CHARGE_STATE_BILLED

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import Stack
+from tests.support.harness import Stack
 
 # Expiries are recorded quickly here so that a test can wait for one.
 CONSENT_ENV = {"TELEMESH_CONSENT_EXPIRY_SWEEP_SECONDS": "0.2"}

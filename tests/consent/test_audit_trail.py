@@ -18,15 +18,15 @@ import pytest
 from sqlalchemy import Connection, text
 
 from telemesh.consent.v1 import consent_pb2 as P
-from tests.consent.consent_api import (
+from tests.support.consent_api import (
     RECORDING,
     ConsentApi,
     consent_api,
     consent_database,
     new_patient,
 )
-from tests.errors import refused
-from tests.harness import REPO, Stack
+from tests.support.errors import refused
+from tests.support.harness import REPO, Stack
 
 GENESIS = "0" * 64
 

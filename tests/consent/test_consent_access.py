@@ -9,9 +9,9 @@ import grpc
 
 from telemesh.consent.v1 import consent_pb2 as P
 from telemesh.errors import reason_of
-from tests.consent.consent_api import RECORDING, SHARING, TELEHEALTH, consent_api, new_patient
-from tests.errors import bad_fields, refused
-from tests.harness import Stack, new_request_id
+from tests.support.consent_api import RECORDING, SHARING, TELEHEALTH, consent_api, new_patient
+from tests.support.errors import bad_fields, refused
+from tests.support.harness import Stack, new_request_id
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 

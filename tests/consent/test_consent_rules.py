@@ -11,7 +11,7 @@ import grpc
 
 from telemesh.consent.v1 import consent_pb2 as P
 from telemesh.errors import reason_of
-from tests.consent.consent_api import (
+from tests.support.consent_api import (
     RECORDING,
     SHARING,
     TELEHEALTH,
@@ -19,8 +19,8 @@ from tests.consent.consent_api import (
     consent_api,
     new_patient,
 )
-from tests.errors import bad_fields, refused
-from tests.harness import Stack, new_request_id
+from tests.support.errors import bad_fields, refused
+from tests.support.harness import Stack, new_request_id
 
 
 async def test_a_grant_permits_and_records_who_agreed_to_what(consent_stack: Stack) -> None:

@@ -17,8 +17,8 @@ from telemesh.config import RuntimeSettings
 from telemesh.consent.v1 import consent_pb2 as P
 from telemesh.consent_watch import ConsentWatcher
 from telemesh.errors import Unavailable
-from tests.consent.consent_api import TELEHEALTH, ConsentApi, consent_api, new_patient
-from tests.harness import Stack
+from tests.support.consent_api import TELEHEALTH, ConsentApi, consent_api, new_patient
+from tests.support.harness import Stack
 
 # The functional deadline of the brief: a revocation reaches every consumer within 1 s.
 DEADLINE_SECONDS = 1.0

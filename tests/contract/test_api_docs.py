@@ -30,7 +30,7 @@ from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh_tools.apidocs.common_errors import COMMON_ERRORS
 from telemesh_tools.mesh import allowlist
-from tests.harness import REPO
+from tests.support.harness import REPO
 
 DOCS = REPO / "docs" / "api"
 FILES: list[FileDescriptor] = [

@@ -14,7 +14,7 @@ from telemesh.consent.v1 import consent_pb2
 from telemesh.phi import phi_paths
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
-from tests.harness import REPO
+from tests.support.harness import REPO
 
 FILES: list[FileDescriptor] = [
     session_pb2.DESCRIPTOR,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO
+from tests.support.harness import REPO
 
 RELEASES = REPO / "protos" / "releases"
 CONSENT = Path("protos/telemesh/consent/v1/consent.proto")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from telemesh_tools.tracestore.store import SpanStore, StoredSpan
-from tests.harness import REPO
+from tests.support.harness import REPO
 
 PHI = {
     "TELEMESH_DEMO_PATIENT_NAME": "Quenby Xylander",

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.mesh.grpcweb import node_missing
 from tests.mesh.long_stream import OpenStream
-from tests.mesh.stack import MeshUnderTest
+from tests.support.grpcweb import node_missing
+from tests.support.mesh import MeshUnderTest
 
 MESH_TESTS = "tests/mesh/"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 from telemesh_tools.stack.process import ManagedProcess
-from tests.flows import Visit
-from tests.mesh.grpcweb import node_command
-from tests.mesh.stack import MeshUnderTest
+from tests.support.flows import Visit
+from tests.support.grpcweb import node_command
+from tests.support.mesh import MeshUnderTest
 
 AFFINITY_HEADER = "x-telemesh-visit-id"
 

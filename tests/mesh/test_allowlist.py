@@ -12,7 +12,7 @@ from telemesh_tools.mesh import envoy, render
 from telemesh_tools.mesh.allowlist import AllowList, ServiceCall
 from telemesh_tools.mesh.settings import MeshSettings
 from telemesh_tools.stack.local_mesh import LocalMesh, load_templates
-from tests.harness import REPO
+from tests.support.harness import REPO
 
 RBAC = "envoy.filters.http.rbac"
 

@@ -15,10 +15,10 @@ import pytest
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.stack.endpoints import alive, endpoints_path, telemesh_command
-from tests.harness import REPO, clean_env
-from tests.mesh import grpcweb
 from tests.mesh.long_stream import AFFINITY_HEADER, OpenStream
-from tests.mesh.stack import MeshUnderTest
+from tests.support import grpcweb
+from tests.support.harness import REPO, clean_env
+from tests.support.mesh import MeshUnderTest
 
 pytestmark = pytest.mark.usefixtures("long_stream")  # opened early; checked last
 CONSENT = "telemesh.consent.v1.ConsentService"

@@ -13,8 +13,8 @@ import pytest
 
 from telemesh_tools.mesh import allowlist as allowlist_module
 from telemesh_tools.mesh.istio import principal
-from tests.harness import REPO
 from tests.support import kustomize, schemas
+from tests.support.harness import REPO
 
 ISTIO = REPO / "mesh" / "istio"
 BUILDS = ["base", "overlays/dev", "overlays/prod"]

@@ -16,7 +16,7 @@ from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh_tools.mesh.ca import LocalCA, spiffe_id
 from telemesh_tools.mesh.identities import read_certificate, write_identity
-from tests.mesh.stack import NAMESPACE, TRUST_DOMAIN, MeshUnderTest
+from tests.support.mesh import NAMESPACE, TRUST_DOMAIN, MeshUnderTest
 
 pytestmark = pytest.mark.usefixtures("long_stream")  # opened early; checked last
 logger = logging.getLogger(__name__)

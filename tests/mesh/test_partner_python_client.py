@@ -33,8 +33,8 @@ import pytest
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.tracestore.store import SpanStore
-from tests.harness import REPO
-from tests.mesh.stack import MeshUnderTest
+from tests.support.harness import REPO
+from tests.support.mesh import MeshUnderTest
 
 CLIENT = REPO / "clients" / "python"
 EXAMPLE = REPO / "examples" / "partner" / "python" / "partner_flow.py"

@@ -24,8 +24,8 @@ import pytest
 
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from tests.harness import REPO
-from tests.mesh.stack import MeshUnderTest
+from tests.support.harness import REPO
+from tests.support.mesh import MeshUnderTest
 
 WEB = REPO / "web"
 CLIENT = WEB / "client"

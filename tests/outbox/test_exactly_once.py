@@ -17,8 +17,8 @@ import pytest
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.session.v1 import session_pb2
 from telemesh_tools.stack.process import ManagedProcess
-from tests.flows import Flows, Metadata, Visit, rid, ts
-from tests.harness import REPO, Stack
+from tests.support.flows import Flows, Metadata, Visit, rid, ts
+from tests.support.harness import REPO, Stack
 
 VISITS = 500
 PATIENTS = 25

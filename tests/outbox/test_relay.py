@@ -11,7 +11,7 @@ import pytest
 
 from telemesh.db import Database
 from telemesh.outbox import OutboxEvent, OutboxRelay, RelaySettings, backlog, enqueue
-from tests.harness import migrated_database
+from tests.support.harness import migrated_database
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ async def test_every_event_is_delivered_and_failures_are_retried(db: Database) -
         seen.append(event.key)
 
     relay = OutboxRelay(db, deliver, RelaySettings(poll_seconds=0.05))
-    relay.start()
+    await relay.start()
     try:
         for _ in range(200):
             if await backlog(db) == (0, 0):

@@ -18,7 +18,7 @@ from sqlalchemy import MetaData, create_engine, pool
 from sqlmodel import SQLModel
 
 from telemesh.db import migrate, sync_url
-from tests.harness import database_url
+from tests.support.harness import database_url
 
 SERVICES = ("session", "signaling", "consent", "billing")
 

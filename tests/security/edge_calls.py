@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from tests.mesh import grpcweb
-from tests.mesh.stack import MeshUnderTest
+from tests.support import grpcweb
+from tests.support.mesh import MeshUnderTest
 
 SESSION = "telemesh.session.v1.SessionService"
 # A call every end user may make through the edge: its answer says nothing but whether

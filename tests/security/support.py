@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness import Stack
-from tests.signaling.support import signaling_stack
+from tests.support.harness import Stack
+from tests.support.signaling import signaling_stack
 
 
 @contextlib.contextmanager

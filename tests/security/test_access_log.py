@@ -26,9 +26,9 @@ from telemesh.errors import reason_of
 from telemesh.hash_chain import ChainProblem
 from telemesh.session.v1 import session_pb2 as S
 from telemesh.timestamps import timestamp
-from tests.consent.consent_api import ConsentApi
-from tests.errors import bad_fields, refused
-from tests.harness import REPO, Stack, new_request_id
+from tests.support.consent_api import ConsentApi
+from tests.support.errors import bad_fields, refused
+from tests.support.harness import REPO, Stack, new_request_id
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 

@@ -26,11 +26,11 @@ from telemesh.consent.v1 import consent_pb2
 from telemesh.paging import KEY_FILE
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
-from tests.billing.support import completion
-from tests.errors import bad_fields, refused
-from tests.flows import Flows, Visit, rid, ts
-from tests.harness import Stack
 from tests.security.support import four_services
+from tests.support.billing import completion
+from tests.support.errors import bad_fields, refused
+from tests.support.flows import Flows, Visit, rid, ts
+from tests.support.harness import Stack
 
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1

@@ -23,9 +23,9 @@ from telemesh.consent.v1 import consent_pb2 as C
 from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2 as S
 from telemesh.timestamps import timestamp as as_timestamp
-from tests.consent.consent_api import RECORDING, SHARING, TELEHEALTH, ConsentApi
-from tests.errors import refused
-from tests.harness import Stack, new_request_id
+from tests.support.consent_api import RECORDING, SHARING, TELEHEALTH, ConsentApi
+from tests.support.errors import refused
+from tests.support.harness import Stack, new_request_id
 
 Metadata = tuple[tuple[str, str], ...]
 Call = Callable[[Metadata], Awaitable[Any]]

@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 from telemesh.identity.signing_keys import SigningKey
-from tests.mesh.stack import MeshUnderTest
 from tests.security import forged_tokens
 from tests.security.edge_calls import bearer, start_mesh, through_edge, through_edge_grpc_web
+from tests.support.mesh import MeshUnderTest
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 

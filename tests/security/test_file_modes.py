@@ -10,8 +10,8 @@ from pathlib import Path
 
 from telemesh.config import SERVICES
 from telemesh_tools.stack.endpoints import telemesh_command
-from tests.flows import Flows
-from tests.harness import REPO, MeshUp, Stack, clean_env
+from tests.support.flows import Flows
+from tests.support.harness import REPO, MeshUp, Stack, clean_env
 
 WARNING = "readable by group or others"
 

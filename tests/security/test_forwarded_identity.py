@@ -19,8 +19,8 @@ from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.mesh import allowlist as allowlist_module
 from telemesh_tools.mesh import istio
 from telemesh_tools.stack.local_mesh import load_templates
-from tests.harness import REPO, Stack
 from tests.support import kustomize
+from tests.support.harness import REPO, Stack
 
 TD, NS = "telemesh.local", "telemesh"
 BY = f"By=spiffe://{TD}/ns/{NS}/sa/session;Hash=0123abcd"

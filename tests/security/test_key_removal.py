@@ -17,9 +17,9 @@ import pytest
 from telemesh.config import ConfigError, RuntimeSettings, load
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.identity.tokens import InvalidToken, JwksVerifier, issuer_folder
-from tests.mesh.stack import MeshUnderTest
 from tests.security import forged_tokens
 from tests.security.edge_calls import start_mesh, through_edge, through_sidecar
+from tests.support.mesh import MeshUnderTest
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 # Far more than the 1 s interval: the poll's bound, not a claim about timing.

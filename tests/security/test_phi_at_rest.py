@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.db import sync_url
 from telemesh.session.v1 import session_pb2
-from tests.billing.support import completion
-from tests.flows import Flows, Visit, rid
-from tests.harness import REPO, Stack
-from tests.session.test_phi_at_rest import _dump_postgres, _dump_sqlite
+from tests.support.billing import completion
+from tests.support.dumps import dump_service_database
+from tests.support.flows import Flows, Visit, rid
+from tests.support.harness import REPO, Stack
 
 NEW_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 SERVICES = ("session", "consent", "billing")
@@ -37,13 +36,6 @@ def _codes() -> tuple[str, str]:
 
 def _url(stack: Stack, service: str) -> str:
     return stack[service].env["TELEMESH_DATABASE_URL"]
-
-
-def _dump(stack: Stack, service: str) -> str:
-    url = _url(stack, service)
-    if stack.backend == "sqlite":
-        return _dump_sqlite(Path(make_url(url).database or ""))
-    return _dump_postgres(url)
 
 
 def _rows(stack: Stack, service: str, query: str) -> list[Any]:
@@ -206,7 +198,7 @@ async def test_no_diagnosis_code_in_the_clear_and_rotation_drops_the_old_key(
     visit, request_id = await _complete_and_bill(stack, codes)
 
     for service in ("session", "billing"):
-        dump = _dump(stack, service)
+        dump = dump_service_database(stack, service)
         assert visit.visit_id in dump, "the dump is real: it holds the visit's id"
         for code in codes:
             assert code not in dump, f"{code} is readable in the {service} database"

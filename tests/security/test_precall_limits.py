@@ -26,9 +26,9 @@ from svc_signaling.candidate_filter import allowed_address, filter_offer
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 from telemesh.webrtc.ice import enable_loopback_ice
 from telemesh.webrtc.media import SyntheticVideoTrack, count_frames
-from tests.flows import Metadata, rid
-from tests.harness import Stack
-from tests.signaling.support import eventually
+from tests.support.flows import Metadata, rid
+from tests.support.harness import Stack
+from tests.support.polling import eventually
 
 S = signaling_pb2
 POOL = 3  # TELEMESH_SIGNALING_MAX_PRECALL_CHECKS of these services

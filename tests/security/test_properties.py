@@ -32,11 +32,11 @@ from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.consent.v1 import consent_pb2
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
-from tests.billing.support import completion
-from tests.flows import Flows, Metadata, Visit, rid
-from tests.harness import REPO
 from tests.security.request_strategies import Pools, messages
 from tests.security.support import four_services
+from tests.support.billing import completion
+from tests.support.flows import Flows, Metadata, Visit, rid
+from tests.support.harness import REPO
 
 Code = grpc.StatusCode
 MODULES = {

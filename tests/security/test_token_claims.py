@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from tests.harness import Stack, bearer
 from tests.security import forged_tokens
+from tests.support.harness import Stack, bearer
 
 WRONG_TYPES: dict[str, dict[str, Any]] = {
     "sub as a number": {"sub": 12345},

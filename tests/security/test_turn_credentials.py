@@ -25,8 +25,8 @@ from svc_signaling.ice_servers import turn_password
 from telemesh.errors import reason_of
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
-from tests.flows import Flows, Metadata, Visit
-from tests.signaling.support import TURN_SECRET, SignalingStack, signaling_stack
+from tests.support.flows import Flows, Metadata, Visit
+from tests.support.signaling import TURN_SECRET, SignalingStack, signaling_stack
 
 S = signaling_pb2
 TTL = 600  # TELEMESH_SIGNALING_TURN_TTL_SECONDS of tests/signaling's stack

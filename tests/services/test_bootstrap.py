@@ -16,7 +16,7 @@ from telemesh.billing.v1 import billing_pb2
 from telemesh.consent.v1 import consent_pb2
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
-from tests.harness import Stack, Tokens
+from tests.support.harness import Stack, Tokens
 
 SERVICE_NAMES = {
     "session": session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,

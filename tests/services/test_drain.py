@@ -16,8 +16,8 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from tests.flows import rid
-from tests.harness import Stack
+from tests.support.flows import rid
+from tests.support.harness import Stack
 
 
 @contextmanager

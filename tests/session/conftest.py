@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.flows import Flows
-from tests.harness import Stack
+from tests.support.flows import Flows
+from tests.support.harness import Stack
 
 
 @pytest.fixture(

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from telemesh.session.v1 import session_pb2
-from tests.flows import ALL_WEEK, Flows, Visit, rid, ts
+from tests.support.flows import ALL_WEEK, Flows, Visit, rid, ts
 
 P = session_pb2
 Md = tuple[tuple[str, str], ...]

@@ -8,14 +8,10 @@ import grpc
 import pytest
 
 from telemesh.session.v1 import session_pb2
-from tests.errors import bad_fields
-from tests.flows import Flows, rid, ts
+from tests.support.errors import bad_fields
+from tests.support.flows import Flows, rid, ts
 
 P = session_pb2
-
-
-# The names of the bad fields (test_slots imports it from here).
-violations = bad_fields
 
 
 async def _expect(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
@@ -39,7 +35,7 @@ async def test_unknown_time_zone(flows: Flows) -> None:
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert "clinician.time_zone" in violations(error)
+    assert "clinician.time_zone" in bad_fields(error)
     # Nothing was written: the same id can be created properly afterwards.
     await flows.session.CreateClinician(
         P.CreateClinicianRequest(
@@ -70,14 +66,14 @@ async def test_slot_ranges(flows: Flows) -> None:
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
-        assert field in violations(error)
+        assert field in bad_fields(error)
     error = await _expect(
         flows.session.ListSlots(
             P.ListSlotsRequest(clinician_id=clinician_id, start_time=ts(now)), metadata=md
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert "end_time" in violations(error)
+    assert "end_time" in bad_fields(error)
 
 
 @pytest.mark.parametrize("size", [-1, 501])
@@ -87,12 +83,12 @@ async def test_page_size_out_of_range(flows: Flows, size: int) -> None:
         flows.session.ListVisits(P.ListVisitsRequest(page_size=size), metadata=md),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert "page_size" in violations(error)
+    assert "page_size" in bad_fields(error)
     error = await _expect(
         flows.session.ListVisits(P.ListVisitsRequest(page_token="not-a-token!"), metadata=md),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert "page_token" in violations(error)
+    assert "page_token" in bad_fields(error)
 
 
 async def test_booking_in_the_past_or_off_the_grid(flows: Flows) -> None:
@@ -115,14 +111,14 @@ async def test_booking_in_the_past_or_off_the_grid(flows: Flows) -> None:
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
-        assert field in violations(error)
+        assert field in bad_fields(error)
     error = await _expect(
         flows.session.BookVisit(
             P.BookVisitRequest(clinician_id=clinician_id, patient_id=patient_id), metadata=md
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert "request_id" in violations(error)
+    assert "request_id" in bad_fields(error)
     error = await _expect(
         flows.session.BookVisit(
             P.BookVisitRequest(
@@ -132,7 +128,7 @@ async def test_booking_in_the_past_or_off_the_grid(flows: Flows) -> None:
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert "request_id" in violations(error)
+    assert "request_id" in bad_fields(error)
     error = await _expect(
         flows.session.BookVisit(
             P.BookVisitRequest(request_id=rid(), clinician_id="", patient_id=patient_id),
@@ -140,7 +136,7 @@ async def test_booking_in_the_past_or_off_the_grid(flows: Flows) -> None:
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert {"clinician_id", "start_time"} <= violations(error)
+    assert {"clinician_id", "start_time"} <= bad_fields(error)
     listing = await flows.session.ListVisits(P.ListVisitsRequest(), metadata=md)
     assert not listing.visits, "nothing was booked"
 
@@ -183,7 +179,7 @@ async def test_a_bad_diagnosis_code_completes_nothing(flows: Flows) -> None:
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    assert "diagnosis_codes[1]" in violations(error)
+    assert "diagnosis_codes[1]" in bad_fields(error)
     reply = await flows.session.GetVisit(
         P.GetVisitRequest(visit_id=visit.visit_id), metadata=visit.clinician
     )

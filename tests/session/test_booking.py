@@ -8,9 +8,9 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from telemesh.errors import reason_of as reason_of  # other session tests import it here
+from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
-from tests.flows import ALL_WEEK, Flows, rid, ts
+from tests.support.flows import ALL_WEEK, Flows, rid, ts
 
 P = session_pb2
 

@@ -12,10 +12,10 @@ import jwt
 import pytest
 
 from telemesh.consent.v1 import consent_pb2
+from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2
-from tests.flows import Flows, rid, ts
-from tests.harness import Stack
-from tests.session.test_booking import reason_of
+from tests.support.flows import Flows, rid, ts
+from tests.support.harness import Stack
 
 P = session_pb2
 

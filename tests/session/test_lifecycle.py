@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
+from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2
-from tests.flows import Flows, Visit, rid, ts
-from tests.session.test_booking import reason_of
+from tests.support.flows import Flows, Visit, rid, ts
 
 P = session_pb2
 S = P.VisitState

@@ -18,7 +18,7 @@ from svc_session.models import ConnectedPeriodRow, VisitRow, VisitTransitionRow
 from telemesh.auth import Principal, bind
 from telemesh.db import Database
 from telemesh.session.v1 import session_pb2
-from tests.harness import migrated_database
+from tests.support.harness import migrated_database
 
 S = session_pb2.VisitState
 

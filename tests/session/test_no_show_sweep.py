@@ -20,7 +20,7 @@ from telemesh.db import Database
 from telemesh.errors import FailedPrecondition
 from telemesh.field_crypto import FieldCipher, FieldKeys
 from telemesh.session.v1 import session_pb2
-from tests.harness import migrated_database
+from tests.support.harness import migrated_database
 
 S = session_pb2.VisitState
 GRACE = timedelta(minutes=15)

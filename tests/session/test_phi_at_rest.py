@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
-from pathlib import Path
-
-import psycopg
-from sqlalchemy.engine import make_url
 
 from telemesh.session.v1 import session_pb2
-from tests.flows import Flows
-from tests.harness import Stack
-
-
-def _dump_sqlite(path: Path) -> str:
-    raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
-    with sqlite3.connect(path) as conn:
-        text = "\n".join(conn.iterdump())
-    return raw.decode("latin-1") + text
-
-
-def _dump_postgres(url: str) -> str:
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    lines = []
-    with psycopg.connect(conninfo) as conn:
-        tables = conn.execute(
-            "select tablename from pg_tables where schemaname = 'public'"
-        ).fetchall()
-        for (table,) in tables:
-            for row in conn.execute(f'select * from "{table}"').fetchall():
-                lines.append(repr(row))
-    return "\n".join(lines)
+from tests.support.dumps import dump_service_database
+from tests.support.flows import Flows
+from tests.support.harness import Stack
 
 
 async def test_no_phi_in_the_clear_in_the_database_or_the_logs(
@@ -49,11 +25,7 @@ async def test_no_phi_in_the_clear_in_the_database_or_the_logs(
         session_pb2.GetPatientRequest(patient_id=visit.patient_id), metadata=visit.patient
     )
     assert profile.patient.email == phi["email"], "the service itself still reads it back"
-    url = session_stack["session"].env["TELEMESH_DATABASE_URL"]
-    if session_stack.backend == "sqlite":
-        dump = _dump_sqlite(Path(make_url(url).database or ""))
-    else:
-        dump = _dump_postgres(url)
+    dump = dump_service_database(session_stack, "session")
     assert visit.patient_id in dump, "the dump is real: it holds the patient's id"
     logs = session_stack.logs()
     for value in (phi["display_name"], marker, phi["birth_date"], phi["email"], phi["phone"]):

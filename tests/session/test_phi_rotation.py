@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from telemesh.session.v1 import session_pb2
-from tests.flows import Flows
-from tests.harness import REPO, Stack
+from tests.support.flows import Flows
+from tests.support.harness import REPO, Stack
 
 NEW_KEY = base64.b64encode(bytes(range(32))).decode()
 

@@ -11,8 +11,8 @@ import pytest
 
 from svc_session import schedule
 from telemesh.session.v1 import session_pb2
-from tests.flows import ALL_WEEK, Flows, rid, ts
-from tests.session.test_bad_input import violations
+from tests.support.errors import bad_fields
+from tests.support.flows import ALL_WEEK, Flows, rid, ts
 
 P = session_pb2
 WORKDAYS = [schedule.WeeklyPeriod(day, 9 * 60, 17 * 60) for day in range(1, 6)]
@@ -171,7 +171,7 @@ async def test_bad_weekly_hours_are_refused_and_nothing_changes(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await flows.session.SetWeeklyAvailability(request, metadata=md)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in violations(caught.value)
+    assert field in bad_fields(caught.value)
     # Still the 5-minute all-week hours from before.
     now = datetime.now(UTC)
     reply = await flows.session.ListSlots(

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from tests.flows import Flows
-from tests.signaling.support import SignalingStack, signaling_stack
+from tests.support.flows import Flows
+from tests.support.signaling import SignalingStack, signaling_stack
 
 
 @pytest.fixture(scope="module")

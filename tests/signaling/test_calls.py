@@ -1,7 +1,7 @@
 """Real calls through the signaling service: two aiortc peers, media flowing.
 
 Every join token comes from the real session service; one call runs at a time and
-every peer connection is closed at the end (tests/signaling/support.py).
+every peer connection is closed at the end (tests/support/signaling.py).
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from telemesh.consent.v1 import consent_pb2
+from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh.signaling.v1.signaling_pb2 import SessionDescription
 from telemesh.webrtc.media import SyntheticVideoTrack, count_frames
 from telemesh_tools.peer.call_peer import CallPeer
-from tests.flows import Flows, rid
-from tests.signaling.support import (
+from tests.support.flows import Flows, rid
+from tests.support.polling import eventually
+from tests.support.signaling import (
     FAST_RECONNECT,
     SignalingStack,
     call,
     connected_call,
-    eventually,
-    reason_of,
     signaling_stub,
 )
 

@@ -22,7 +22,7 @@ from svc_signaling.settings import SignalingSettings
 from telemesh.db import Database
 from telemesh.outbox import RECORD_CONNECTION_EVENT, OutboxEvent, grpc_deliverer
 from telemesh.signaling.v1 import signaling_pb2
-from tests.harness import migrated_database
+from tests.support.harness import migrated_database
 
 GRACE = 0.05
 SETTINGS = dataclasses.replace(SignalingSettings(), closed_room_seconds=GRACE)

@@ -14,15 +14,15 @@ import grpc
 import pytest
 
 from telemesh.consent.v1 import consent_pb2
+from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh.signaling.v1.signaling_pb2 import SessionDescription
-from tests.flows import CONSENT_TEXT, Flows, Metadata, Visit, rid
-from tests.signaling.support import (
+from tests.support.flows import CONSENT_TEXT, Flows, Metadata, Visit, rid
+from tests.support.polling import eventually
+from tests.support.signaling import (
     TURN_SECRET,
     SignalingStack,
-    eventually,
-    reason_of,
     signaling_stack,
     signaling_stub,
 )

@@ -16,8 +16,8 @@ import pytest
 
 from telemesh.session.v1 import session_pb2
 from telemesh_tools.stack.process import ManagedProcess, free_port
-from tests.flows import Flows, rid, ts
-from tests.harness import Stack
+from tests.support.flows import Flows, rid, ts
+from tests.support.harness import Stack
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="Debian's prometheus is not installed (make setup)"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from telemesh_tools.stack.process import ManagedProcess
-from tests.harness import MeshUp
+from tests.support.harness import MeshUp
 from tests.web.support import build_web, missing_tools, start_webapp
 
 # The pre-call check measures for 4 s by default; a second shows the same path.

@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from telemesh_tools.stack.process import ManagedProcess
-from tests.harness import REPO, MeshUp, clean_env
+from tests.support.harness import REPO, MeshUp, clean_env
 
 WEB = REPO / "web"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -21,7 +21,7 @@ from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.identity.tokens import DevIssuer
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.stack.process import ManagedProcess
-from tests.harness import MeshUp
+from tests.support.harness import MeshUp
 from tests.web.support import WEB, WEB_ORIGIN, edge_spki_sha256
 
 pytestmark = pytest.mark.slow

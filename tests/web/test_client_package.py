@@ -15,7 +15,7 @@ import pytest
 
 from telemesh.identity.tokens import DevIssuer
 from telemesh_tools.stack.process import ManagedProcess
-from tests.harness import REPO, MeshUp
+from tests.support.harness import REPO, MeshUp
 from tests.web.support import WEB, WEB_ORIGIN, npm_bin
 
 CLIENT = WEB / "client"

@@ -1,4 +1,4 @@
-"""One real local mesh for the mesh tests: `telemesh up` as a child process.
+"""A real local mesh for the mesh and security tests: `telemesh up` as a child process.
 
 The tests talk to it the way services, browsers and attackers would: through a
 service's sidecar outbound socket (that service's identity), straight at a sidecar's
@@ -25,8 +25,8 @@ from telemesh_tools.demo.run import edge_channel_factory
 from telemesh_tools.demo.steps import Visit, VisitSteps
 from telemesh_tools.mesh.ca import IssuedIdentity, LocalCA, ca_folder, spiffe_id
 from telemesh_tools.stack.envoy import admin_get, stats
-from tests.harness import MeshUp
-from tests.mesh.contract import write_descriptor_set
+from tests.support.contract import write_descriptor_set
+from tests.support.harness import MeshUp
 
 TRUST_DOMAIN = "telemesh.local"
 NAMESPACE = "telemesh"

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NODE_CLIENT = Path(__file__).resolve().parent / "node"
+# The Node client lives with the mesh tests (scripts/setup.sh installs it there).
+NODE_CLIENT = Path(__file__).resolve().parents[1] / "mesh" / "node"
 CONTENT_TYPE = "application/grpc-web+proto"
 
 

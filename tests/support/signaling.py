@@ -1,12 +1,11 @@
-"""What the signaling tests share: a stack with a real coturn, visits ready to join,
-and pairs of real aiortc peers that always get closed."""
+"""What the signaling and security tests share: a stack with a real coturn, visits
+ready to join, and pairs of real aiortc peers that always get closed."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
 import shutil
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from telemesh.errors import reason_of as reason_of  # the signaling tests import it here
 from telemesh.signaling.v1 import signaling_pb2_grpc
 from telemesh.webrtc.ice import enable_loopback_ice
 from telemesh_tools.peer.call_peer import CallPeer
 from telemesh_tools.stack.process import ManagedProcess, free_port, tcp_probe
-from tests.flows import Flows, Visit
-from tests.harness import Stack
+from tests.support.flows import Flows, Visit
+from tests.support.harness import Stack
 
 TURN_SECRET = secrets.token_hex(16)
 # Channel options of a client that comes back quickly after the service restarts
@@ -167,16 +165,3 @@ async def connected_call(call: Call) -> None:
             await peer.wait_message()
     except TimeoutError:
         raise AssertionError(f"{call.patient.describe()}\n{call.clinician.describe()}") from None
-
-
-async def eventually(check: object, seconds: float = 10.0, interval: float = 0.1) -> None:
-    """Polls an async `check()` until it returns True."""
-    import asyncio
-
-    deadline = time.monotonic() + seconds
-    while True:
-        if await check():  # type: ignore[operator]
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)

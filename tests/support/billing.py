@@ -1,4 +1,4 @@
-"""Building completions and calling BillingService in the billing tests."""
+"""Building completions and calling BillingService (the billing and security tests)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import grpc
 
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.timestamps import timestamp
-from tests.harness import Stack
+from tests.support.harness import Stack
 
 Metadata = tuple[tuple[str, str], ...]
 

@@ -25,7 +25,7 @@ from telemesh.identity.tokens import DevIssuer
 from telemesh_tools.stack.endpoints import start_up, telemesh_command
 from telemesh_tools.stack.process import ManagedProcess, free_port, module_process, stop_all
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PG_BASE_URL = os.environ.get("TELEMESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -18,8 +18,8 @@ from telemesh.consent.v1 import consent_pb2_grpc
 from telemesh.db import sync_url
 from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
-from tests.flows import Flows
-from tests.harness import Stack, new_request_id
+from tests.support.flows import Flows
+from tests.support.harness import Stack, new_request_id
 
 Metadata = tuple[tuple[str, str], ...]
 

@@ -11,7 +11,7 @@ from telemesh_tools.demo.steps import (
     VisitSteps,
     rid,
 )
-from tests.harness import Stack
+from tests.support.harness import Stack
 
 __all__ = ["ALL_WEEK", "CONSENT_TEXT", "Flows", "Metadata", "Visit", "rid", "ts"]
 
