@@ -10,7 +10,6 @@ a check appended after a revocation has seen it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from svc_consent.requests import CheckRequest
 from telemesh.auth import Principal
 from telemesh.consent.v1 import consent_pb2
 from telemesh.db import Database
+from telemesh.group_commit import GroupCommit
 
 logger = logging.getLogger("svc_consent.checks")
 
@@ -39,7 +39,6 @@ class CheckAnswer:
 class _Pending:
     request: CheckRequest
     principal: Principal
-    answer: asyncio.Future[CheckAnswer]
 
 
 def _draft(pending: _Pending, judgement: Judgement) -> AuditDraft:
@@ -66,40 +65,19 @@ def _past_instant(request: CheckRequest, now: datetime) -> datetime | None:
 
 
 class CheckBatcher:
+    """Audited checks, judged and appended to the audit trail in group commits
+    (telemesh.group_commit): one chain lock per batch, not per check."""
+
     def __init__(self, db: Database, max_batch: int = 128) -> None:
         self.db = db
-        self.max_batch = max_batch
-        self._queue: list[_Pending] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._group: GroupCommit[_Pending, CheckAnswer] = GroupCommit(
+            lambda batch: self.db.run_write(partial(self._judge_all, batch=batch)),
+            max_batch=max_batch,
+        )
 
     async def check(self, request: CheckRequest, principal: Principal) -> CheckAnswer:
         """Judges and audits one check; returns once its audit entry is committed."""
-        answer: asyncio.Future[CheckAnswer] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(request, principal, answer))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_batches())
-        return await answer
-
-    async def _write_batches(self) -> None:
-        try:
-            while self._queue:
-                batch = [p for p in self._queue[: self.max_batch] if not p.answer.done()]
-                del self._queue[: self.max_batch]
-                if not batch:
-                    continue
-                try:
-                    answers = await self.db.run_write(partial(self._judge_all, batch=batch))
-                except Exception as error:
-                    logger.error("audited check batch failed", exc_info=True)
-                    for pending in batch:
-                        if not pending.answer.done():
-                            pending.answer.set_exception(error)
-                    continue
-                for pending, answer in zip(batch, answers, strict=True):
-                    if not pending.answer.done():
-                        pending.answer.set_result(answer)
-        finally:
-            self._writer = None
+        return await self._group.submit(_Pending(request, principal))
 
     async def _judge_all(
         self, session: AsyncSession, *, batch: list[_Pending]
@@ -130,9 +108,5 @@ class CheckBatcher:
         return None
 
     async def stop(self) -> None:
-        await self.close()
-
-    async def close(self) -> None:
         """Lets the batch being written finish."""
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._group.stop()

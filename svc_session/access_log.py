@@ -15,6 +15,7 @@ from svc_session.models import ACCESS_LOG_ENTRIES, ACCESS_LOG_HEAD, AccessLogEnt
 from telemesh.access_log import new_access
 from telemesh.auth import Principal
 from telemesh.db import Database
+from telemesh.group_commit import GroupCommit
 from telemesh.hash_chain import HashChain, format_instant
 from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
@@ -103,11 +104,19 @@ async def append(session: AsyncSession, accesses: Sequence[session_pb2.PatientAc
 
 
 class LocalAccessRecorder:
-    """This service's own accesses, appended in a transaction of their own before the
-    answer goes out (never inside another write: SQLite has one writer)."""
+    """This service's own accesses, appended before the answer goes out, in group
+    commits (telemesh.group_commit) of their own: never inside another write (SQLite has
+    one writer), and one chain lock for the accesses of many concurrent calls."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._group: GroupCommit[session_pb2.PatientAccess, None] = GroupCommit(
+            self._append_all, max_batch=MAX_BATCH
+        )
+
+    async def _append_all(self, accesses: list[session_pb2.PatientAccess]) -> list[None]:
+        await self.db.run_write(lambda session: append(session, accesses))
+        return [None] * len(accesses)
 
     async def record(
         self, principal: Principal, patient_id: str, *, allowed: bool, basis: str
@@ -115,7 +124,7 @@ class LocalAccessRecorder:
         if principal.is_service:
             return
         access = new_access(principal, patient_id, allowed=allowed, basis=basis, service=SERVICE)
-        await self.db.run_write(lambda session: append(session, [access]))
+        await self._group.submit(access)
 
 
 async def list_entries(

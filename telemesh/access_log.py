@@ -22,12 +22,15 @@ import grpc
 from telemesh.auth import Principal
 from telemesh.clients import ServiceClients
 from telemesh.errors import from_rpc_error
+from telemesh.group_commit import GroupCommit
 from telemesh.interceptor import current_method
 from telemesh.logs import log
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh.timestamps import timestamp
 
 logger = logging.getLogger("telemesh.access_log")
+# What one RecordPatientAccess may carry (the contract says 500).
+MAX_BATCH = 500
 
 
 def new_access(
@@ -49,12 +52,24 @@ def new_access(
 
 
 class RemoteAccessRecorder:
-    """Sends each access to the session service's log before the answer goes out."""
+    """Sends each access to the session service's log before the answer goes out; the
+    accesses of concurrent calls travel together (telemesh.group_commit), one
+    RecordPatientAccess for many."""
 
     def __init__(self, clients: ServiceClients, service: str, timeout_seconds: float = 2.0):
         self._stub = session_pb2_grpc.SessionServiceStub(clients.channel("session"))
         self._service = service
         self._timeout = timeout_seconds
+        self._group: GroupCommit[session_pb2.PatientAccess, None] = GroupCommit(
+            self._send, max_batch=MAX_BATCH
+        )
+
+    async def _send(self, accesses: list[session_pb2.PatientAccess]) -> list[None]:
+        await self._stub.RecordPatientAccess(
+            session_pb2.RecordPatientAccessRequest(request_id=str(uuid.uuid4()), accesses=accesses),
+            timeout=self._timeout,
+        )
+        return [None] * len(accesses)
 
     async def record(
         self, principal: Principal, patient_id: str, *, allowed: bool, basis: str
@@ -65,12 +80,7 @@ class RemoteAccessRecorder:
             principal, patient_id, allowed=allowed, basis=basis, service=self._service
         )
         try:
-            await self._stub.RecordPatientAccess(
-                session_pb2.RecordPatientAccessRequest(
-                    request_id=access.access_id, accesses=[access]
-                ),
-                timeout=self._timeout,
-            )
+            await self._group.submit(access)
         except grpc.aio.AioRpcError as error:
             if allowed:
                 raise from_rpc_error(error, "session") from None
