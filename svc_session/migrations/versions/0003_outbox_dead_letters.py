@@ -7,8 +7,7 @@ Create Date: 2026-11-25
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from telemesh.shared_tables import add_dead_letters, drop_dead_letters
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -17,10 +16,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("outbox_events") as table:
-        table.add_column(sa.Column("dead_time", sa.DateTime(timezone=True), nullable=True))
+    add_dead_letters()
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("outbox_events") as table:
-        table.drop_column("dead_time")
+    drop_dead_letters()

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from telemesh.shared_tables import create_outbox_events
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -32,22 +34,7 @@ def upgrade() -> None:
         sa.Column("create_time", Instant, nullable=False),
         sa.Column("update_time", Instant, nullable=False),
     )
-    op.create_table(
-        "outbox_events",
-        sa.Column("event_id", sa.String(36), primary_key=True),
-        sa.Column("target", sa.String(40), nullable=False),
-        sa.Column("method", sa.String(200), nullable=False),
-        sa.Column("key", sa.String(100), nullable=False, index=True),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column("traceparent", sa.String(100), nullable=False),
-        sa.Column("create_time", Instant, nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_time", Instant, nullable=False),
-        sa.Column("lease_until", Instant, nullable=True),
-        sa.Column("delivered_time", Instant, nullable=True, index=True),
-        sa.Column("dead_time", Instant, nullable=True),
-        sa.Column("last_error", sa.String(200), nullable=False),
-    )
+    create_outbox_events()
 
 
 def downgrade() -> None:
