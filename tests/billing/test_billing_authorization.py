@@ -4,7 +4,6 @@ all, marks billed and voids. Everyone else is PERMISSION_DENIED."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from telemesh.billing.v1 import billing_pb2
 from telemesh.errors import reason_of
 from tests.support.billing import Billing, Metadata, completion, new_id
 from tests.support.errors import refused
+from tests.support.flows import rid
 
 OWNER = "owner"  # the patient the charge belongs to
 CALLERS = [
@@ -57,7 +57,7 @@ def _call(
     billing: Billing, rpc: str, charge: billing_pb2.Charge
 ) -> Callable[[Metadata], Awaitable[Any]]:
     stub = billing.stub
-    rid = str(uuid.uuid4())
+    request_id = rid()
     requests: dict[str, Callable[[Metadata], Awaitable[Any]]] = {
         "RecordVisitCompletion": lambda md: stub.RecordVisitCompletion(
             completion(patient_id=charge.patient_id), metadata=md
@@ -69,12 +69,12 @@ def _call(
             billing_pb2.ListChargesRequest(patient_id=charge.patient_id), metadata=md
         ),
         "MarkChargeBilled": lambda md: stub.MarkChargeBilled(
-            billing_pb2.MarkChargeBilledRequest(request_id=rid, charge_id=charge.charge_id),
+            billing_pb2.MarkChargeBilledRequest(request_id=request_id, charge_id=charge.charge_id),
             metadata=md,
         ),
         "VoidCharge": lambda md: stub.VoidCharge(
             billing_pb2.VoidChargeRequest(
-                request_id=rid, charge_id=charge.charge_id, reason="duplicate"
+                request_id=request_id, charge_id=charge.charge_id, reason="duplicate"
             ),
             metadata=md,
         ),

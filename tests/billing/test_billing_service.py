@@ -19,15 +19,12 @@ from telemesh.billing.v1 import billing_pb2
 from telemesh.errors import reason_of
 from tests.support.billing import Billing, completion, new_id
 from tests.support.errors import refused, violations_of
+from tests.support.flows import rid
 
 BILLABLE = billing_pb2.CHARGE_STATE_BILLABLE
 BILLED = billing_pb2.CHARGE_STATE_BILLED
 VOIDED = billing_pb2.CHARGE_STATE_VOIDED
 NOT_BILLABLE = billing_pb2.CHARGE_STATE_NOT_BILLABLE
-
-
-def _rid() -> str:
-    return str(uuid.uuid4())
 
 
 def _coded(charge: billing_pb2.Charge) -> tuple[Any, ...]:
@@ -126,7 +123,7 @@ async def test_below_the_lowest_threshold_is_a_not_billable_record(billing: Bill
     calls: list[tuple[Awaitable[Any], str]] = [
         (
             billing.stub.MarkChargeBilled(
-                billing_pb2.MarkChargeBilledRequest(request_id=_rid(), charge_id=charge.charge_id),
+                billing_pb2.MarkChargeBilledRequest(request_id=rid(), charge_id=charge.charge_id),
                 metadata=billing.billing,
             ),
             "CHARGE_NOT_BILLABLE",
@@ -134,7 +131,7 @@ async def test_below_the_lowest_threshold_is_a_not_billable_record(billing: Bill
         (
             billing.stub.VoidCharge(
                 billing_pb2.VoidChargeRequest(
-                    request_id=_rid(), charge_id=charge.charge_id, reason="duplicate"
+                    request_id=rid(), charge_id=charge.charge_id, reason="duplicate"
                 ),
                 metadata=billing.billing,
             ),
@@ -283,11 +280,11 @@ async def test_unknown_and_malformed_charge_ids(billing: Billing) -> None:
             billing_pb2.ExportClaimRequest(charge_id=unknown), metadata=billing.billing
         ),
         billing.stub.MarkChargeBilled(
-            billing_pb2.MarkChargeBilledRequest(request_id=_rid(), charge_id=unknown),
+            billing_pb2.MarkChargeBilledRequest(request_id=rid(), charge_id=unknown),
             metadata=billing.billing,
         ),
         billing.stub.VoidCharge(
-            billing_pb2.VoidChargeRequest(request_id=_rid(), charge_id=unknown, reason="duplicate"),
+            billing_pb2.VoidChargeRequest(request_id=rid(), charge_id=unknown, reason="duplicate"),
             metadata=billing.billing,
         ),
     ]
@@ -309,7 +306,7 @@ async def test_unknown_and_malformed_charge_ids(billing: Billing) -> None:
 
 async def test_billed_then_voided_with_history_and_unchanged_codes(billing: Billing) -> None:
     created = (await billing.record(completion())).charge
-    mark = billing_pb2.MarkChargeBilledRequest(request_id=_rid(), charge_id=created.charge_id)
+    mark = billing_pb2.MarkChargeBilledRequest(request_id=rid(), charge_id=created.charge_id)
     billed = (await billing.stub.MarkChargeBilled(mark, metadata=billing.billing)).charge
     assert billed.state == BILLED
     # A retry of the same request is the first answer and changes nothing more.
@@ -317,7 +314,7 @@ async def test_billed_then_voided_with_history_and_unchanged_codes(billing: Bill
     assert retried == billed
     again = await refused(
         billing.stub.MarkChargeBilled(
-            billing_pb2.MarkChargeBilledRequest(request_id=_rid(), charge_id=created.charge_id),
+            billing_pb2.MarkChargeBilledRequest(request_id=rid(), charge_id=created.charge_id),
             metadata=billing.billing,
         )
     )
@@ -327,14 +324,14 @@ async def test_billed_then_voided_with_history_and_unchanged_codes(billing: Bill
     )
 
     void = billing_pb2.VoidChargeRequest(
-        request_id=_rid(), charge_id=created.charge_id, reason="coding-error"
+        request_id=rid(), charge_id=created.charge_id, reason="coding-error"
     )
     voided = (await billing.stub.VoidCharge(void, metadata=billing.billing)).charge
     assert (voided.state, voided.void_reason) == (VOIDED, "coding-error")
     twice = await refused(
         billing.stub.VoidCharge(
             billing_pb2.VoidChargeRequest(
-                request_id=_rid(), charge_id=created.charge_id, reason="duplicate"
+                request_id=rid(), charge_id=created.charge_id, reason="duplicate"
             ),
             metadata=billing.billing,
         )
@@ -364,7 +361,7 @@ async def test_a_void_needs_a_reason_code(billing: Billing) -> None:
         error = await refused(
             billing.stub.VoidCharge(
                 billing_pb2.VoidChargeRequest(
-                    request_id=_rid(), charge_id=charge.charge_id, reason=reason
+                    request_id=rid(), charge_id=charge.charge_id, reason=reason
                 ),
                 metadata=billing.billing,
             )
@@ -381,7 +378,7 @@ async def test_concurrent_voids_void_once(billing: Billing) -> None:
         *(
             billing.stub.VoidCharge(
                 billing_pb2.VoidChargeRequest(
-                    request_id=_rid(), charge_id=charge.charge_id, reason="duplicate"
+                    request_id=rid(), charge_id=charge.charge_id, reason="duplicate"
                 ),
                 metadata=billing.billing,
             )
@@ -422,7 +419,7 @@ async def test_list_charges_pages_newest_first_and_filters_by_state(billing: Bil
         tokens.append(token)
     assert (seen, pages) == (created[::-1], 3)
     await billing.stub.VoidCharge(
-        billing_pb2.VoidChargeRequest(request_id=_rid(), charge_id=created[1], reason="duplicate"),
+        billing_pb2.VoidChargeRequest(request_id=rid(), charge_id=created[1], reason="duplicate"),
         metadata=billing.billing,
     )
     voided = await billing.stub.ListCharges(
@@ -463,7 +460,7 @@ async def test_a_patient_statement_for_a_period(billing: Billing) -> None:
     await billing.record(completion(complete_time=other, service_date=other.date().isoformat()))
     await billing.stub.VoidCharge(
         billing_pb2.VoidChargeRequest(
-            request_id=_rid(), charge_id=second.charge_id, reason="duplicate"
+            request_id=rid(), charge_id=second.charge_id, reason="duplicate"
         ),
         metadata=billing.billing,
     )
@@ -555,7 +552,7 @@ async def test_the_fhir_claim_export_parses_back(billing: Billing) -> None:
 
     await billing.stub.VoidCharge(
         billing_pb2.VoidChargeRequest(
-            request_id=_rid(), charge_id=charge.charge_id, reason="duplicate"
+            request_id=rid(), charge_id=charge.charge_id, reason="duplicate"
         ),
         metadata=billing.billing,
     )

@@ -11,7 +11,8 @@ from telemesh.consent.v1 import consent_pb2 as P
 from telemesh.errors import reason_of
 from tests.support.consent_api import RECORDING, SHARING, TELEHEALTH, consent_api, new_patient
 from tests.support.errors import bad_fields, refused
-from tests.support.harness import Stack, new_request_id
+from tests.support.flows import rid
+from tests.support.harness import Stack
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
@@ -191,7 +192,7 @@ async def test_a_malformed_revocation_is_refused_before_rights_are_known(
         consent = await api.grant(patient)
         ok = await api.stub.RevokeConsent(
             P.RevokeConsentRequest(
-                request_id=new_request_id(),
+                request_id=rid(),
                 consent_id=consent.consent_id,
                 expected_version=1,
             ),

@@ -20,7 +20,8 @@ from tests.support.consent_api import (
     new_patient,
 )
 from tests.support.errors import bad_fields, refused
-from tests.support.harness import Stack, new_request_id
+from tests.support.flows import rid
+from tests.support.harness import Stack
 
 
 async def test_a_grant_permits_and_records_who_agreed_to_what(consent_stack: Stack) -> None:
@@ -185,7 +186,7 @@ async def test_concurrent_changes_never_lose_a_version(consent_stack: Stack) -> 
 async def test_a_retry_with_the_same_request_id_changes_nothing(consent_stack: Stack) -> None:
     patient = new_patient()
     request = P.GrantConsentRequest(
-        request_id=new_request_id(),
+        request_id=rid(),
         patient_id=patient,
         category=TELEHEALTH,
         text_version="2026-03",

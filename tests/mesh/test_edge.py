@@ -17,6 +17,7 @@ from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.stack.endpoints import alive, endpoints_path, telemesh_command
 from tests.mesh.long_stream import AFFINITY_HEADER, OpenStream
 from tests.support import grpcweb
+from tests.support.flows import rid
 from tests.support.harness import REPO, clean_env
 from tests.support.mesh import MeshUnderTest
 
@@ -116,7 +117,7 @@ def test_hand_framed_grpc_web_over_http_1_1(mesh: MeshUnderTest) -> None:
     with mesh.edge_channel() as channel:
         session_pb2_grpc.SessionServiceStub(channel).CreatePatient(
             session_pb2.CreatePatientRequest(
-                request_id=str(uuid.uuid4()),
+                request_id=rid(),
                 patient=session_pb2.Patient(
                     patient_id="p-framed",
                     display_name="Pat Framed",
@@ -132,7 +133,7 @@ def test_hand_framed_grpc_web_over_http_1_1(mesh: MeshUnderTest) -> None:
             consent_pb2_grpc.ConsentServiceStub(channel)
             .GrantConsent(
                 consent_pb2.GrantConsentRequest(
-                    request_id=str(uuid.uuid4()),
+                    request_id=rid(),
                     patient_id="p-framed",
                     category=consent_pb2.CONSENT_CATEGORY_TELEHEALTH,
                     text_version="2026-01",
@@ -200,7 +201,7 @@ def test_a_clinician_without_a_visit_reaches_none_of_the_patients_consents(
     def grant(category: consent_pb2.ConsentCategory.ValueType, clinic: str = "") -> Any:
         return lambda stub: stub.GrantConsent(
             consent_pb2.GrantConsentRequest(
-                request_id=str(uuid.uuid4()),
+                request_id=rid(),
                 patient_id=patient,
                 category=category,
                 partner_clinic_id=clinic,
@@ -237,7 +238,7 @@ def test_a_clinician_without_a_visit_reaches_none_of_the_patients_consents(
             consent,
             lambda stub: stub.RevokeConsent(
                 consent_pb2.RevokeConsentRequest(
-                    request_id=str(uuid.uuid4()),
+                    request_id=rid(),
                     consent_id=str(uuid.uuid4()),
                     expected_version=1,
                 ),

@@ -15,7 +15,6 @@ its field violation, and its traceparent in the mesh's traces. The client's own 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,8 +29,6 @@ from typing import Any
 
 import pytest
 
-from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
-from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.tracestore.store import SpanStore
 from tests.support.harness import REPO
 from tests.support.mesh import MeshUnderTest
@@ -157,52 +154,12 @@ def partner_venv(tmp_path_factory: pytest.TempPathFactory) -> PartnerVenv:
     return venv
 
 
-def patient_shares_with(mesh: MeshUnderTest, patient_id: str, clinics: list[str]) -> list[str]:
-    """Through the edge as the patient: a profile, a PARTNER_SHARING consent naming each
-    clinic, and a telehealth consent. Returns the consent ids in that order."""
-    metadata = (("authorization", f"Bearer {mesh.token('patient', patient_id)}"),)
-    text = hashlib.sha256(b"partner sharing consent text").hexdigest()
-    with mesh.edge_channel() as channel:
-        session_pb2_grpc.SessionServiceStub(channel).CreatePatient(
-            session_pb2.CreatePatientRequest(
-                request_id=str(uuid.uuid4()),
-                patient=session_pb2.Patient(
-                    patient_id=patient_id,
-                    display_name="Pat Partner",
-                    birth_date="1975-06-07",
-                    email="partner@example.org",
-                    phone="+1 555 0102",
-                ),
-            ),
-            metadata=metadata,
-            timeout=10,
-        )
-        consent = consent_pb2_grpc.ConsentServiceStub(channel)
-        grants = [(consent_pb2.CONSENT_CATEGORY_PARTNER_SHARING, clinic) for clinic in clinics]
-        return [
-            consent.GrantConsent(
-                consent_pb2.GrantConsentRequest(
-                    request_id=str(uuid.uuid4()),
-                    patient_id=patient_id,
-                    category=category,
-                    partner_clinic_id=clinic,
-                    text_version="2026-01",
-                    text_sha256=text,
-                    capture_method=consent_pb2.CAPTURE_METHOD_IN_APP,
-                ),
-                metadata=metadata,
-                timeout=10,
-            ).consent.consent_id
-            for category, clinic in [*grants, (consent_pb2.CONSENT_CATEGORY_TELEHEALTH, "")]
-        ]
-
-
 def a_patient(mesh: MeshUnderTest) -> tuple[str, str, list[str]]:
     """A new patient who shares with a new clinic and another one: (patient, clinic,
     consent ids: the clinic's, the other clinic's, telehealth)."""
     suffix = uuid.uuid4().hex[:8]
     patient_id, clinic = f"p-partner-py-{suffix}", f"clinic-py-{suffix}"
-    return patient_id, clinic, patient_shares_with(mesh, patient_id, [clinic, f"other-{suffix}"])
+    return patient_id, clinic, mesh.patient_shares_with(patient_id, [clinic, f"other-{suffix}"])
 
 
 def test_the_example_with_the_installed_wheel(

@@ -12,7 +12,6 @@ with the client's describeError).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
-from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from tests.support.harness import REPO
 from tests.support.mesh import MeshUnderTest
 
@@ -102,44 +99,6 @@ def partner_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return app
 
 
-def patient_shares_with(mesh: MeshUnderTest, patient_id: str, clinics: list[str]) -> None:
-    """Through the edge as the patient: a profile, a PARTNER_SHARING consent naming each
-    clinic, and a telehealth consent."""
-    metadata = (("authorization", f"Bearer {mesh.token('patient', patient_id)}"),)
-    text = hashlib.sha256(b"partner sharing consent text").hexdigest()
-    with mesh.edge_channel() as channel:
-        session_pb2_grpc.SessionServiceStub(channel).CreatePatient(
-            session_pb2.CreatePatientRequest(
-                request_id=str(uuid.uuid4()),
-                patient=session_pb2.Patient(
-                    patient_id=patient_id,
-                    display_name="Pat Partner",
-                    birth_date="1975-06-07",
-                    email="partner@example.org",
-                    phone="+1 555 0102",
-                ),
-            ),
-            metadata=metadata,
-            timeout=10,
-        )
-        consent = consent_pb2_grpc.ConsentServiceStub(channel)
-        grants = [(consent_pb2.CONSENT_CATEGORY_PARTNER_SHARING, clinic) for clinic in clinics]
-        for category, clinic in [*grants, (consent_pb2.CONSENT_CATEGORY_TELEHEALTH, "")]:
-            consent.GrantConsent(
-                consent_pb2.GrantConsentRequest(
-                    request_id=str(uuid.uuid4()),
-                    patient_id=patient_id,
-                    category=category,
-                    partner_clinic_id=clinic,
-                    text_version="2026-01",
-                    text_sha256=text,
-                    capture_method=consent_pb2.CAPTURE_METHOD_IN_APP,
-                ),
-                metadata=metadata,
-                timeout=10,
-            )
-
-
 def run_example(
     mesh: MeshUnderTest, app: Path, clinic: str, patient_id: str
 ) -> subprocess.CompletedProcess[str]:
@@ -166,7 +125,7 @@ def test_a_partner_runs_the_example_with_the_packed_client(
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     patient_id, clinic, other_clinic = f"p-partner-{suffix}", f"clinic-{suffix}", f"other-{suffix}"
-    patient_shares_with(mesh, patient_id, [clinic, other_clinic])
+    mesh.patient_shares_with(patient_id, [clinic, other_clinic])
 
     done = run_example(mesh, partner_app, clinic, patient_id)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -185,7 +144,7 @@ def test_a_clinic_the_patient_did_not_name_gets_no_permit(
     consent is visible, telehealth is still out of scope."""
     suffix = uuid.uuid4().hex[:8]
     patient_id, clinic = f"p-partner-{suffix}", f"clinic-{suffix}"
-    patient_shares_with(mesh, patient_id, [clinic])
+    mesh.patient_shares_with(patient_id, [clinic])
 
     done = run_example(mesh, partner_app, f"stranger-{suffix}", patient_id)
     assert done.returncode == 1, done.stdout + done.stderr

@@ -28,7 +28,8 @@ from telemesh.session.v1 import session_pb2 as S
 from telemesh.timestamps import timestamp
 from tests.support.consent_api import ConsentApi
 from tests.support.errors import bad_fields, refused
-from tests.support.harness import REPO, Stack, new_request_id
+from tests.support.flows import rid
+from tests.support.harness import REPO, Stack
 
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
@@ -173,7 +174,7 @@ async def test_only_serving_services_report_accesses_and_only_as_themselves(
 
     async def record(caller: tuple[tuple[str, str], ...]) -> S.RecordPatientAccessResponse:
         return await session.RecordPatientAccess(
-            S.RecordPatientAccessRequest(request_id=new_request_id(), accesses=[access]),
+            S.RecordPatientAccessRequest(request_id=rid(), accesses=[access]),
             metadata=caller,
         )
 

@@ -25,7 +25,8 @@ from telemesh.session.v1 import session_pb2 as S
 from telemesh.timestamps import timestamp as as_timestamp
 from tests.support.consent_api import RECORDING, SHARING, TELEHEALTH, ConsentApi
 from tests.support.errors import refused
-from tests.support.harness import Stack, new_request_id
+from tests.support.flows import rid
+from tests.support.harness import Stack
 
 Metadata = tuple[tuple[str, str], ...]
 Call = Callable[[Metadata], Awaitable[Any]]
@@ -100,7 +101,7 @@ class World:
         start = await flows.next_slot(clinician_id, self.callers["patient"])
         return await flows.session.BookVisit(
             S.BookVisitRequest(
-                request_id=new_request_id(),
+                request_id=rid(),
                 clinician_id=clinician_id,
                 patient_id=self.patient_id,
                 start_time=as_timestamp(start),
@@ -147,7 +148,7 @@ async def world(care_stack: Stack) -> AsyncIterator[World]:
             )
             await api.flows.session.CancelVisit(
                 S.CancelVisitRequest(
-                    request_id=new_request_id(),
+                    request_id=rid(),
                     visit_id=cancelled.visit.visit_id,
                     reason=S.CANCEL_REASON_PATIENT_REQUEST,
                 ),

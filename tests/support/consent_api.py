@@ -18,8 +18,8 @@ from telemesh.consent.v1 import consent_pb2_grpc
 from telemesh.db import sync_url
 from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
-from tests.support.flows import Flows
-from tests.support.harness import Stack, new_request_id
+from tests.support.flows import Flows, rid
+from tests.support.harness import Stack
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -64,7 +64,7 @@ class ConsentApi:
         start = await self.flows.next_slot(clinician_id, patient_md)
         await self.flows.session.BookVisit(
             session_pb2.BookVisitRequest(
-                request_id=new_request_id(),
+                request_id=rid(),
                 clinician_id=clinician_id,
                 patient_id=patient_id,
                 start_time=timestamp(start),
@@ -80,7 +80,7 @@ class ConsentApi:
         if fields.pop("profile", True):
             await self.ensure_patient(patient_id)
         request = P.GrantConsentRequest(
-            request_id=new_request_id(),
+            request_id=rid(),
             patient_id=patient_id,
             category=category,
             text_version="2026-03",
@@ -100,7 +100,7 @@ class ConsentApi:
         caller = fields.pop("caller", None) or self.tokens.patient(patient_id)
         await self.ensure_patient(patient_id)
         request = P.RejectConsentRequest(
-            request_id=new_request_id(),
+            request_id=rid(),
             patient_id=patient_id,
             category=category,
             text_version="2026-03",
@@ -113,7 +113,7 @@ class ConsentApi:
     async def revoke(self, consent: P.Consent, caller: Metadata | None = None) -> P.Consent:
         response = await self.stub.RevokeConsent(
             P.RevokeConsentRequest(
-                request_id=new_request_id(),
+                request_id=rid(),
                 consent_id=consent.consent_id,
                 expected_version=consent.version,
             ),

@@ -29,10 +29,6 @@ REPO = Path(__file__).resolve().parents[2]
 PG_BASE_URL = os.environ.get("TELEMESH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def new_request_id() -> str:
-    return str(uuid.uuid4())
-
-
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import socket
 import ssl
@@ -20,12 +21,15 @@ from typing import Self
 import grpc
 from cryptography import x509
 
+from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.identity.tokens import DevIssuer
+from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.demo.run import edge_channel_factory
 from telemesh_tools.demo.steps import Visit, VisitSteps
 from telemesh_tools.mesh.ca import IssuedIdentity, LocalCA, ca_folder, spiffe_id
 from telemesh_tools.stack.envoy import admin_get, stats
 from tests.support.contract import write_descriptor_set
+from tests.support.flows import rid
 from tests.support.harness import MeshUp
 
 TRUST_DOMAIN = "telemesh.local"
@@ -122,6 +126,45 @@ class MeshUnderTest(MeshUp):
 
     def token(self, role: str, subject: str) -> str:
         return self.issuer.mint(subject, role)
+
+    def patient_shares_with(self, patient_id: str, clinics: list[str]) -> list[str]:
+        """Through the edge as the patient: a profile, a PARTNER_SHARING consent naming each
+        clinic, and a telehealth consent. Returns the consent ids in that order."""
+        metadata = (("authorization", f"Bearer {self.token('patient', patient_id)}"),)
+        text = hashlib.sha256(b"partner sharing consent text").hexdigest()
+        with self.edge_channel() as channel:
+            session_pb2_grpc.SessionServiceStub(channel).CreatePatient(
+                session_pb2.CreatePatientRequest(
+                    request_id=rid(),
+                    patient=session_pb2.Patient(
+                        patient_id=patient_id,
+                        display_name="Pat Partner",
+                        birth_date="1975-06-07",
+                        email="partner@example.org",
+                        phone="+1 555 0102",
+                    ),
+                ),
+                metadata=metadata,
+                timeout=10,
+            )
+            consent = consent_pb2_grpc.ConsentServiceStub(channel)
+            grants = [(consent_pb2.CONSENT_CATEGORY_PARTNER_SHARING, clinic) for clinic in clinics]
+            return [
+                consent.GrantConsent(
+                    consent_pb2.GrantConsentRequest(
+                        request_id=rid(),
+                        patient_id=patient_id,
+                        category=category,
+                        partner_clinic_id=clinic,
+                        text_version="2026-01",
+                        text_sha256=text,
+                        capture_method=consent_pb2.CAPTURE_METHOD_IN_APP,
+                    ),
+                    metadata=metadata,
+                    timeout=10,
+                ).consent.consent_id
+                for category, clinic in [*grants, (consent_pb2.CONSENT_CATEGORY_TELEHEALTH, "")]
+            ]
 
     def ca(self) -> LocalCA:
         return LocalCA.load_or_create(ca_folder(self.home), TRUST_DOMAIN)
