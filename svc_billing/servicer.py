@@ -5,6 +5,7 @@ holds, then the domain (completion, coding, charges, statement, fhir_claim) and 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -86,6 +87,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 "Charges created, by state and rule set",
                 state=row.state,
                 rule_set=row.rule_set,
+            )
+            metrics.observe(
+                "telemesh.billing.charge_delay",
+                "min",
+                "From the visit's completion to its charge (docs/slo.md)",
+                (datetime.now(UTC) - completion.complete_time).total_seconds() / 60,
             )
         log(
             logger,

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from telemesh import metrics
 from telemesh.clients import ServiceClients
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.errors import from_rpc_error
@@ -237,6 +238,13 @@ class ConsentWatcher:
     async def _apply(self, change: consent_pb2.ConsentChange) -> None:
         patient_id = change.consent.patient_id
         self._cache.pop(patient_id, None)
+        metrics.observe(
+            "telemesh.consent.change_lag",
+            "ms",
+            "From a consent change's record to a watcher dropping its answers (docs/slo.md)",
+            time.time() * 1000 - change.consent.record_time.ToMilliseconds(),
+            kind=consent_pb2.ConsentChangeKind.Name(change.kind),
+        )
         for flight in self._flights.get(patient_id, ()):
             flight.spoiled = True
         for callback in list(self._subscribers):
