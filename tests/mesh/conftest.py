@@ -1,8 +1,10 @@
 """The mesh tests share one `telemesh up` (real Envoys, real services) for the package.
 
-A long server stream through the edge is opened as soon as the stack is up, so the
-test that checks it is still open past 60 seconds waits only for what the other tests
-have not already spent. That test and the `telemesh down` test run last.
+A long server stream through the edge is opened as soon as the stack is up (the
+package-scoped `long_stream`, which the modules that use the mesh ask for), so the test
+that checks it is still open past 60 seconds waits only for what the other tests have
+not already spent. The tests pass in any order: none stops the shared stack (the
+`telemesh down` test brings up a mesh of its own).
 """
 
 from __future__ import annotations
@@ -14,27 +16,6 @@ import pytest
 from tests.mesh.long_stream import OpenStream
 from tests.support.grpcweb import node_missing
 from tests.support.mesh import MeshUnderTest
-
-MESH_TESTS = "tests/mesh/"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "mesh_last(rank): run after the other mesh tests, in rank order"
-    )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Moves `mesh_last` tests behind the other mesh tests (stable otherwise)."""
-    positions = [i for i, item in enumerate(items) if item.nodeid.startswith(MESH_TESTS)]
-    mesh_items = [items[i] for i in positions]
-
-    def rank(item: pytest.Item) -> int:
-        marker = item.get_closest_marker("mesh_last")
-        return int(marker.args[0]) if marker else 0
-
-    for position, item in zip(positions, sorted(mesh_items, key=rank), strict=True):
-        items[position] = item
 
 
 @pytest.fixture(scope="package")
@@ -51,7 +32,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
 
 @pytest.fixture(scope="package")
 def long_stream(mesh: MeshUnderTest) -> Iterator[OpenStream | None]:
-    """Opened with the stack (the stack tests use it), checked by the last test."""
+    """Opened with the stack (the modules that use the mesh ask for it), checked by
+    test_streams.py."""
     if node_missing():
         yield None  # the long-stream test skips and says why
         return

@@ -1,11 +1,11 @@
 """The edge Envoy as browsers and apps meet it: TLS, gRPC-web (a real Node client and
-hand-framed HTTP/1.1), end-user JWTs, roles from the allow-list, CORS, long streams."""
+hand-framed HTTP/1.1), end-user JWTs, roles from the allow-list, CORS (the minute-long
+stream is test_streams.py), and `telemesh up`/`down` themselves."""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
-import time
 import uuid
 from typing import Any
 
@@ -15,13 +15,13 @@ import pytest
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from telemesh_tools.stack.endpoints import alive, endpoints_path, telemesh_command
-from tests.mesh.long_stream import AFFINITY_HEADER, OpenStream
+from tests.mesh.long_stream import AFFINITY_HEADER
 from tests.support import grpcweb
 from tests.support.flows import rid
-from tests.support.harness import REPO, clean_env
+from tests.support.harness import REPO, MeshUp, clean_env
 from tests.support.mesh import MeshUnderTest
 
-pytestmark = pytest.mark.usefixtures("long_stream")  # opened early; checked last
+pytestmark = pytest.mark.usefixtures("long_stream")  # opened early (see conftest.py)
 CONSENT = "telemesh.consent.v1.ConsentService"
 SIGNALING = "telemesh.signaling.v1.SignalingService"
 ALLOWED_ORIGIN = "http://localhost:5173"
@@ -324,40 +324,16 @@ def test_a_second_telemesh_up_in_the_same_home_is_refused(mesh: MeshUnderTest) -
     assert "already runs here" in done.stdout
 
 
-@pytest.mark.mesh_last(2)
-def test_a_stream_through_the_edge_stays_open_past_60_seconds(
-    mesh: MeshUnderTest, long_stream: OpenStream | None
-) -> None:
-    """A patient's JoinRoom, opened over gRPC-web when the stack came up: still open a
-    minute later, and it delivers the clinician joining. Envoy's default route timeout
-    (15 s) would have cut it."""
-    if long_stream is None:
-        pytest.skip(grpcweb.node_missing() or "no Node client")
-    remaining = 62 - (time.monotonic() - long_stream.opened_at)
-    if remaining > 0:
-        time.sleep(remaining)
-    events = long_stream.events()
-    assert long_stream.process.running, f"the stream ended: {events[-3:]}"
-    assert events, "the stream never answered"
-    assert all("message" in event for event in events), events[-3:]
-    poked_at = time.time() * 1000
-    long_stream.spec.poke(mesh)
-    deadline = time.monotonic() + 15
-    while not any(
-        event["at"] >= poked_at and long_stream.spec.answers_poke(event["message"])
-        for event in long_stream.events()
-    ):
-        assert time.monotonic() < deadline, f"nothing arrived: {long_stream.events()[-3:]}"
-        time.sleep(0.2)
-    assert long_stream.process.running
-
-
-@pytest.mark.mesh_last(3)
-def test_telemesh_down_stops_everything(mesh: MeshUnderTest) -> None:
-    pids = list(mesh.endpoints["processes"].values())
-    done = mesh.down()
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert mesh.process.process is not None
-    assert mesh.process.process.wait(30) == 0, mesh.process.logs()[-3000:]
-    assert [pid for pid in pids if alive(pid)] == []
-    assert not endpoints_path(mesh.home).exists()
+def test_telemesh_down_stops_everything(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """On a mesh of its own: the other tests share theirs."""
+    mesh = MeshUp.start(tmp_path_factory.mktemp("down-home"))
+    try:
+        pids = list(mesh.endpoints["processes"].values())
+        done = mesh.down()
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert mesh.process.process is not None
+        assert mesh.process.process.wait(30) == 0, mesh.process.logs()[-3000:]
+        assert [pid for pid in pids if alive(pid)] == []
+        assert not endpoints_path(mesh.home).exists()
+    finally:
+        mesh.stop()
