@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,12 +32,23 @@ TIME_OFF = session_pb2.AvailabilityExceptionKind.AVAILABILITY_EXCEPTION_KIND_TIM
 
 
 def _weekly(row: AvailabilityRow) -> list[schedule.WeeklyPeriod]:
-    return [
-        schedule.WeeklyPeriod(day, start, end) for day, start, end in json.loads(row.hours_json)
-    ]
+    return _weekly_hours(row.hours_json)
 
 
-def _exception(row: AvailabilityExceptionRow) -> schedule.DateException:
+def _weekly_hours(hours_json: str) -> list[schedule.WeeklyPeriod]:
+    return [schedule.WeeklyPeriod(day, start, end) for day, start, end in json.loads(hours_json)]
+
+
+class ExceptionFields(Protocol):
+    """An exception's columns: its row, or a row of a query that selected them."""
+
+    local_date: str
+    kind: int
+    start_local_time: str
+    end_local_time: str
+
+
+def _exception(row: ExceptionFields) -> schedule.DateException:
     whole_day = not row.start_local_time
     return schedule.DateException(
         local_date=date.fromisoformat(row.local_date),
@@ -228,25 +241,57 @@ async def list_exceptions(
     )
 
 
+def no_availability() -> FailedPrecondition:
+    return FailedPrecondition("NO_AVAILABILITY", "the clinician has not published weekly hours")
+
+
 async def schedule_of(
-    session: AsyncSession, clinician_id: str
+    session: AsyncSession, clinician_id: str, dates: tuple[str, str] | None = None
 ) -> tuple[AvailabilityRow, list[schedule.DateException]]:
+    """The clinician's weekly hours and exceptions (those on local dates in `dates`,
+    first and last included, when given)."""
     availability = await session.get(AvailabilityRow, clinician_id)
     if availability is None:
-        raise FailedPrecondition("NO_AVAILABILITY", "the clinician has not published weekly hours")
-    exceptions = (
-        await session.exec(
-            select(AvailabilityExceptionRow).where(
-                AvailabilityExceptionRow.clinician_id == clinician_id
-            )
-        )
-    ).all()
+        raise no_availability()
+    query = select(AvailabilityExceptionRow).where(
+        AvailabilityExceptionRow.clinician_id == clinician_id
+    )
+    if dates is not None:
+        query = query.where(col(AvailabilityExceptionRow.local_date).between(*dates))
+    exceptions = (await session.exec(query)).all()
     return availability, [_exception(row) for row in exceptions]
+
+
+def exception_dates(start: datetime) -> tuple[str, str]:
+    """The local dates (ISO, first and last) whose exceptions can decide the slot that
+    starts at `start`, whatever the clinician's time zone: `schedule.slot_ending` looks
+    at the start's local date and the day before, and a local date is never more than
+    a day from the UTC one (offsets are -12 to +14 hours)."""
+    day = start.astimezone(UTC).date()
+    return (day - timedelta(days=2)).isoformat(), (day + timedelta(days=1)).isoformat()
+
+
+def ending_of(
+    time_zone: str,
+    slot_minutes: int,
+    hours_json: str,
+    exceptions: Iterable[ExceptionFields],
+    start: datetime,
+) -> datetime | None:
+    """The end of the slot starting at `start` in a schedule read by the caller (its
+    exceptions on `exception_dates(start)` at least), if one does."""
+    return schedule.slot_ending(
+        time_zone,
+        slot_minutes,
+        _weekly_hours(hours_json),
+        [_exception(row) for row in exceptions],
+        start,
+    )
 
 
 async def slot_ending(session: AsyncSession, clinician_id: str, start: datetime) -> datetime | None:
     """The end of the clinician's slot starting at `start` (booked or not), if any."""
-    availability, exceptions = await schedule_of(session, clinician_id)
+    availability, exceptions = await schedule_of(session, clinician_id, exception_dates(start))
     return schedule.slot_ending(
         availability.time_zone, availability.slot_minutes, _weekly(availability), exceptions, start
     )
