@@ -227,34 +227,108 @@ async def test_room_state_survives_a_restart_of_the_service(
 # --- relayed messages -----------------------------------------------------------------
 
 
-async def test_relay_is_for_the_two_participants_after_admission_and_idempotent(
-    sig: SignalingStack, flows: Flows, channel: grpc.aio.Channel
+CANDIDATES = [S.IceCandidate(candidate="candidate:1 1 udp 1 192.0.2.1 9 typ host")]
+
+
+@contextlib.asynccontextmanager
+async def admitted_room(
+    flows: Flows, channel: grpc.aio.Channel
+) -> AsyncIterator[tuple[Visit, RoomStream, RoomStream, str]]:
+    """A room both participants joined, the patient admitted and told so (every event
+    logged for the patient so far has arrived)."""
+    async with room(flows, channel) as (visit, patient, clinician, room_id):
+        await signaling_stub(channel).AdmitPatient(
+            S.AdmitPatientRequest(request_id=rid(), room_id=room_id), metadata=visit.clinician
+        )
+        await patient.wait("admitted")
+        yield visit, patient, clinician, room_id
+
+
+def description(room_id: str) -> S.SendSessionDescriptionRequest:
+    return S.SendSessionDescriptionRequest(request_id=rid(), room_id=room_id, description=OFFER)
+
+
+def candidates(room_id: str) -> S.SendIceCandidatesRequest:
+    return S.SendIceCandidatesRequest(request_id=rid(), room_id=room_id, candidates=CANDIDATES)
+
+
+async def test_nothing_is_relayed_before_the_patient_is_admitted(
+    flows: Flows, channel: grpc.aio.Channel
 ) -> None:
     stub = signaling_stub(channel)
-    async with room(flows, channel) as (visit, patient, clinician, room_id):
-        send = S.SendSessionDescriptionRequest(request_id=rid(), room_id=room_id, description=OFFER)
-        error = await refused(stub.SendSessionDescription(send, metadata=visit.patient))
+    async with room(flows, channel) as (visit, _patient, clinician, room_id):
+        error = await refused(
+            stub.SendSessionDescription(description(room_id), metadata=visit.patient)
+        )
         assert reason_of(error) == "NOT_ADMITTED"
-
+        # Once admitted, the patient's next message is the first the clinician gets.
         await stub.AdmitPatient(
             S.AdmitPatientRequest(request_id=rid(), room_id=room_id), metadata=visit.clinician
         )
-        await stub.SendSessionDescription(send, metadata=visit.patient)
-        await stub.SendSessionDescription(send, metadata=visit.patient)  # a retry
+        await stub.SendIceCandidates(candidates(room_id), metadata=visit.patient)
+        await clinician.wait("ice_candidates")
+        assert not clinician.of("session_description"), "the refused offer was not relayed"
+
+
+async def test_an_admitted_patients_description_reaches_the_clinician(
+    flows: Flows, channel: grpc.aio.Channel
+) -> None:
+    stub = signaling_stub(channel)
+    async with admitted_room(flows, channel) as (visit, _patient, clinician, room_id):
+        await stub.SendSessionDescription(description(room_id), metadata=visit.patient)
         event = await clinician.wait("session_description")
         assert event.session_description.from_role == S.PARTICIPANT_ROLE_PATIENT
         assert event.session_description.description == OFFER
-        candidates = S.SendIceCandidatesRequest(
-            request_id=rid(),
-            room_id=room_id,
-            candidates=[S.IceCandidate(candidate="candidate:1 1 udp 1 192.0.2.1 9 typ host")],
-        )
-        await stub.SendIceCandidates(candidates, metadata=visit.clinician)
-        await patient.wait("ice_candidates")
-        await asyncio.sleep(0.2)
-        assert len(clinician.of("session_description")) == 1, "the retry was not relayed"
-        assert not patient.of("session_description"), "nothing echoes back to the sender"
 
+
+async def test_the_clinicians_candidates_reach_the_patient(
+    flows: Flows, channel: grpc.aio.Channel
+) -> None:
+    stub = signaling_stub(channel)
+    async with admitted_room(flows, channel) as (visit, patient, _clinician, room_id):
+        await stub.SendIceCandidates(candidates(room_id), metadata=visit.clinician)
+        event = await patient.wait("ice_candidates")
+        assert event.ice_candidates.from_role == S.PARTICIPANT_ROLE_CLINICIAN
+        assert list(event.ice_candidates.candidates) == CANDIDATES
+
+
+async def test_a_relayed_message_does_not_come_back_to_its_sender(
+    flows: Flows, channel: grpc.aio.Channel
+) -> None:
+    stub = signaling_stub(channel)
+    async with admitted_room(flows, channel) as (visit, patient, clinician, room_id):
+        seen = max(event.sequence for event in patient.events)
+        await stub.SendSessionDescription(description(room_id), metadata=visit.patient)
+        await clinician.wait("session_description")
+        # The clinician's answer comes after any echo of the offer would have: the
+        # patient's log numbers each event one more than the last.
+        await stub.SendIceCandidates(candidates(room_id), metadata=visit.clinician)
+        answer = await patient.wait("ice_candidates")
+        assert not patient.of("session_description"), "nothing echoes back to the sender"
+        assert answer.sequence == seen + 1, "no other event came in between"
+
+
+async def test_a_retried_send_is_relayed_once(flows: Flows, channel: grpc.aio.Channel) -> None:
+    stub = signaling_stub(channel)
+    async with admitted_room(flows, channel) as (visit, _patient, clinician, room_id):
+        send = description(room_id)
+        await stub.SendSessionDescription(send, metadata=visit.patient)
+        await stub.SendSessionDescription(send, metadata=visit.patient)  # a retry
+        first = await clinician.wait("session_description")
+        # The patient's next message comes after the retry would have.
+        await stub.SendIceCandidates(candidates(room_id), metadata=visit.patient)
+        later = await clinician.wait("ice_candidates")
+        assert len(clinician.of("session_description")) == 1, "the retry was not relayed"
+        assert later.sequence == first.sequence + 1, "nothing came in between"
+
+
+async def test_a_request_id_reused_for_another_description_is_invalid_argument(
+    flows: Flows, channel: grpc.aio.Channel
+) -> None:
+    stub = signaling_stub(channel)
+    async with admitted_room(flows, channel) as (visit, _patient, _clinician, room_id):
+        send = description(room_id)
+        await stub.SendSessionDescription(send, metadata=visit.patient)
         reused = S.SendSessionDescriptionRequest(
             request_id=send.request_id,
             room_id=room_id,
@@ -263,26 +337,32 @@ async def test_relay_is_for_the_two_participants_after_admission_and_idempotent(
         error = await refused(stub.SendSessionDescription(reused, metadata=visit.patient))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-        # Other people: a user of another visit, a billing clerk.
+
+@pytest.mark.parametrize("outsider", ["other-patient", "other-clinician", "billing"])
+async def test_nobody_outside_the_visit_relays_into_its_room(
+    sig: SignalingStack, flows: Flows, channel: grpc.aio.Channel, outsider: str
+) -> None:
+    stub = signaling_stub(channel)
+    async with admitted_room(flows, channel) as (_visit, _patient, _clinician, room_id):
         other = await flows.ready_visit()
-        for metadata in (other.patient, other.clinician, sig.stack.tokens.role("billing", "b")):
-            error = await refused(
-                stub.SendSessionDescription(
-                    S.SendSessionDescriptionRequest(
-                        request_id=rid(), room_id=room_id, description=OFFER
-                    ),
-                    metadata=metadata,
-                )
-            )
-            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
-        error = await refused(
-            stub.SendIceCandidates(
-                S.SendIceCandidatesRequest(
-                    request_id=rid(), room_id="no-such-room", candidates=[S.IceCandidate()]
-                ),
-                metadata=visit.patient,
-            )
+        metadata = {
+            "other-patient": other.patient,
+            "other-clinician": other.clinician,
+            "billing": sig.stack.tokens.role("billing", "b"),
+        }[outsider]
+        error = await refused(stub.SendSessionDescription(description(room_id), metadata=metadata))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_relaying_into_an_unknown_room_is_not_found(
+    flows: Flows, channel: grpc.aio.Channel
+) -> None:
+    stub = signaling_stub(channel)
+    async with room(flows, channel) as (visit, _patient, _clinician, _room_id):
+        unknown = S.SendIceCandidatesRequest(
+            request_id=rid(), room_id="no-such-room", candidates=[S.IceCandidate()]
         )
+        error = await refused(stub.SendIceCandidates(unknown, metadata=visit.patient))
         assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
