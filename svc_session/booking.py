@@ -179,12 +179,67 @@ async def _checked_slot(
     return facts.practice_id, end
 
 
-def _values(table: Any, row: Any) -> dict[str, Any]:
-    return {
-        column.name: getattr(row, column.name)
-        for column in table.columns
-        if getattr(row, column.name) is not None or not column.primary_key
+def _written(table: Any) -> list[Any]:
+    """The columns a booking writes: all but a key the database numbers."""
+    return [column for column in table.columns if column.name != "transition_id"]
+
+
+def _bound_insert(table: Any, prefix: str) -> Any:
+    """An INSERT of one row of `table`, every column a parameter `<prefix><column>`:
+    built once, compiled once."""
+    return insert(table).values(
+        {
+            column.name: bindparam(prefix + column.name, type_=column.type)
+            for column in _written(table)
+        }
+    )
+
+
+def _claims_insert() -> Any:
+    """Claims every block of a slot, `first_block` to `end_block` (excluded), in one
+    statement whatever the slot's length (the blocks come from a recursive CTE)."""
+    select_blocks = core_select(
+        bindparam("first_block", type_=_CLAIMS.c.block.type).label("block")
+    ).cte("blocks", recursive=True)
+    blocks = select_blocks.union_all(
+        core_select((select_blocks.c.block + 1).label("block")).where(
+            select_blocks.c.block + 1 < bindparam("end_block", type_=_CLAIMS.c.block.type)
+        )
+    )
+    return insert(_CLAIMS).from_select(
+        ["clinician_id", "block", "visit_id"],
+        core_select(
+            bindparam("claim_clinician_id", type_=_CLAIMS.c.clinician_id.type),
+            blocks.c.block,
+            bindparam("claim_visit_id", type_=_CLAIMS.c.visit_id.type),
+        ),
+    )
+
+
+_NEW_VISIT = _bound_insert(_VISITS, "visit_")
+_FIRST_TRANSITION = _bound_insert(_TRANSITIONS, "transition_")
+_CLAIM_BLOCKS = _claims_insert()
+# PostgreSQL runs data-modifying CTEs with the statement that holds them: the visit,
+# its first transition and its claims in one round trip, and a duplicate claim fails
+# all three.
+_BOOKING_PG = _CLAIM_BLOCKS.add_cte(
+    _NEW_VISIT.cte("new_visit"), _FIRST_TRANSITION.cte("first_transition")
+)
+
+
+def _parameters(visit: VisitRow, booked: VisitTransitionRow) -> dict[str, Any]:
+    blocks = schedule.blocks(visit.start_time, visit.end_time)
+    assert len(blocks) > 0, "a slot is at least one block"
+    parameters: dict[str, Any] = {
+        "first_block": blocks.start,
+        "end_block": blocks.stop,
+        "claim_clinician_id": visit.clinician_id,
+        "claim_visit_id": visit.visit_id,
     }
+    for prefix, table, row in (("visit_", _VISITS, visit), ("transition_", _TRANSITIONS, booked)):
+        for column in _written(table):
+            parameters[prefix + column.name] = getattr(row, column.name)
+    return parameters
 
 
 async def _insert_booking(
@@ -193,27 +248,16 @@ async def _insert_booking(
     """Claims every block of the visit's slot and writes the visit and its first
     transition; a block already claimed fails the claim (SLOT_TAKEN) and nothing is
     written."""
-    claims = insert(_CLAIMS).values(
-        [
-            {"clinician_id": visit.clinician_id, "block": block, "visit_id": visit.visit_id}
-            for block in schedule.blocks(visit.start_time, visit.end_time)
-        ]
-    )
-    new_visit = insert(_VISITS).values(_values(_VISITS, visit))
-    first_transition = insert(_TRANSITIONS).values(_values(_TRANSITIONS, booked))
+    parameters = _parameters(visit, booked)
     try:
         if connection.dialect.name == "postgresql":
-            # One statement: PostgreSQL runs the CTEs' inserts with the claims', and
-            # a duplicate claim fails all three.
-            await connection.execute(
-                claims.add_cte(new_visit.cte("new_visit"), first_transition.cte("first_transition"))
-            )
+            await connection.execute(_BOOKING_PG, parameters)
             return
-        await connection.execute(claims)  # first: the one that can fail
+        await connection.execute(_CLAIM_BLOCKS, parameters)  # first: the one that can fail
     except exc.IntegrityError:
         raise _slot_taken(visit.clinician_id) from None
-    await connection.execute(new_visit)
-    await connection.execute(first_transition)
+    await connection.execute(_NEW_VISIT, parameters)
+    await connection.execute(_FIRST_TRANSITION, parameters)
 
 
 async def book(
