@@ -194,9 +194,18 @@ async def record_connection(
     assert at is not None
     visit = await load_visit(session, request.visit_id, for_update=True)
     with visit_work(visit, "connection event"):
+        periods = await periods_of(session, visit.visit_id)
+        if (
+            visit.state == S.VISIT_STATE_COMPLETED
+            and request.kind == K.CONNECTION_EVENT_KIND_DISCONNECTED
+        ):
+            # The peers hang up after the visit was completed: completion already closed
+            # the call, so the news is acknowledged and changes nothing (not an error).
+            return session_pb2.RecordConnectionEventResponse(
+                connected_seconds=closed_seconds(periods)
+            )
         if visit.state != S.VISIT_STATE_IN_PROGRESS:
             raise FailedPrecondition("NOT_IN_PROGRESS", "only a visit in progress is connected")
-        periods = await periods_of(session, visit.visit_id)
         open_period = next((p for p in periods if p.end_time is None), None)
         if request.kind == K.CONNECTION_EVENT_KIND_CONNECTED and open_period is None:
             # Connected time counts from admission on, whatever a peer's clock says.

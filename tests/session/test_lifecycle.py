@@ -174,3 +174,35 @@ async def test_connection_events_come_only_from_signaling(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await flows.session.RecordConnectionEvent(request, metadata=md)
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_hang_up_after_completion_is_acknowledged(
+    flows: Flows, session_stack: object
+) -> None:
+    """The peers leave after the clinician completed the visit: their disconnection is
+    late news (completion closed the call), not an error; a connection is refused."""
+    visit = await flows.book()
+    await flows.check_in(visit)
+    await flows.admit(visit)
+    done = await flows.complete(visit)
+    signaling = flows.tokens.service("signaling")
+
+    def event(kind: P.ConnectionEventKind.ValueType) -> P.RecordConnectionEventRequest:
+        return P.RecordConnectionEventRequest(
+            request_id=rid(), visit_id=visit.visit_id, kind=kind, event_time=ts(datetime.now(UTC))
+        )
+
+    reply = await flows.session.RecordConnectionEvent(
+        event(P.CONNECTION_EVENT_KIND_DISCONNECTED), metadata=signaling
+    )
+    assert reply.connected_seconds == done.connected_seconds
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await flows.session.RecordConnectionEvent(
+            event(P.CONNECTION_EVENT_KIND_CONNECTED), metadata=signaling
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    after = await flows.session.GetVisit(
+        P.GetVisitRequest(visit_id=visit.visit_id), metadata=visit.clinician
+    )
+    assert after.visit.connected_seconds == done.connected_seconds
+    assert len(after.visit.connected_periods) == len(done.connected_periods)

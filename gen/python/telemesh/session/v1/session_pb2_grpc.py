@@ -319,7 +319,9 @@ class SessionServiceServicer:
 
     def RecordConnectionEvent(self, request, context):
         """Records that the call connected or disconnected. Called by the signaling service;
-        the connected periods make the visit's connected time.
+        the connected periods make the visit's connected time. A disconnection reported
+        after the visit was completed is acknowledged and changes nothing (completion
+        closed the call).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -100,7 +100,9 @@ class SessionServiceStub:
     """
     RecordConnectionEvent: _grpc.UnaryUnaryMultiCallable[_session_pb2.RecordConnectionEventRequest, _session_pb2.RecordConnectionEventResponse]
     """Records that the call connected or disconnected. Called by the signaling service;
-    the connected periods make the visit's connected time.
+    the connected periods make the visit's connected time. A disconnection reported
+    after the visit was completed is acknowledged and changes nothing (completion
+    closed the call).
     """
     IssueJoinToken: _grpc.UnaryUnaryMultiCallable[_session_pb2.IssueJoinTokenRequest, _session_pb2.IssueJoinTokenResponse]
     """Issues a join token for the visit's signaling room to one of its participants,
@@ -202,7 +204,9 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """
     RecordConnectionEvent: _aio.UnaryUnaryMultiCallable[_session_pb2.RecordConnectionEventRequest, _session_pb2.RecordConnectionEventResponse]  # type: ignore[assignment]
     """Records that the call connected or disconnected. Called by the signaling service;
-    the connected periods make the visit's connected time.
+    the connected periods make the visit's connected time. A disconnection reported
+    after the visit was completed is acknowledged and changes nothing (completion
+    closed the call).
     """
     IssueJoinToken: _aio.UnaryUnaryMultiCallable[_session_pb2.IssueJoinTokenRequest, _session_pb2.IssueJoinTokenResponse]  # type: ignore[assignment]
     """Issues a join token for the visit's signaling room to one of its participants,
@@ -415,7 +419,9 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_session_pb2.RecordConnectionEventResponse, _abc.Awaitable[_session_pb2.RecordConnectionEventResponse]]:
         """Records that the call connected or disconnected. Called by the signaling service;
-        the connected periods make the visit's connected time.
+        the connected periods make the visit's connected time. A disconnection reported
+        after the visit was completed is acknowledged and changes nothing (completion
+        closed the call).
         """
 
     @_abc_1.abstractmethod
