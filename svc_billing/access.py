@@ -39,10 +39,10 @@ class ChargeAccess:
     async def may_read(self, patient_id: str) -> None:
         await self.gate.require(patient_id, staff_roles=(BILLING_ROLE,), clinicians=False)
 
-    async def read_across_patients(self, patient_ids: Iterable[str], principal: Principal) -> None:
-        """Logs what staff read in a listing across patients."""
-        await self.gate.log_reads(patient_ids, f"{principal.role}_staff")
+    async def read_across_patients(self, patient_ids: Iterable[str]) -> None:
+        """Logs what staff or an admin read in a listing across patients."""
+        await self.gate.log_reads(patient_ids)
 
     async def changed(self, patient_id: str) -> None:
         """Logs a charge of the patient marked billed or voided (billing staff)."""
-        await self.gate.log_reads([patient_id], "billing_staff")
+        await self.gate.log_reads([patient_id])

@@ -11,7 +11,7 @@ from svc_billing.fees import load_fee_schedule
 from svc_billing.phi_rotation import SEALED_COLUMNS
 from svc_billing.servicer import BillingServicer
 from svc_billing.settings import BillingSettings
-from telemesh.access_log import RemoteAccessRecorder
+from telemesh.access_log import remote_recorder
 from telemesh.app import ServiceAppBase
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.care import PatientAccess, RemoteCareSource
@@ -47,9 +47,7 @@ class BillingApp(ServiceAppBase):
     async def register(self, server: grpc.aio.Server) -> None:
         # Channels are made on the server's event loop, so here and not in __init__.
         access = ChargeAccess(
-            PatientAccess(
-                RemoteCareSource(self.clients), RemoteAccessRecorder(self.clients, self.name)
-            )
+            PatientAccess(RemoteCareSource(self.clients), remote_recorder(self.clients, self.name))
         )
         servicer = BillingServicer(self.db, self.cipher, self.rules, self.fees, access)
         billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)

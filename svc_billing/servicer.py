@@ -127,9 +127,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             await self.access.may_read(where.patient_id)
         records, next_token = await self.store.page(where, request.page_token, size)
         if not where.patient_id:  # billing staff or an admin across patients
-            await self.access.read_across_patients(
-                (record.row.patient_id for record in records), principal
-            )
+            await self.access.read_across_patients(record.row.patient_id for record in records)
         return billing_pb2.ListChargesResponse(
             charges=[charge_message(record) for record in records], next_page_token=next_token
         )

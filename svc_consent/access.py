@@ -109,9 +109,7 @@ class ConsentAccess:
                 "PARTNER_SCOPE",
                 "a partner clinic may only read and check sharing consents that name it",
             )
-        await self.gate.recorder.record(
-            principal, patient_id, allowed=True, basis="partner_sharing"
-        )
+        await self.gate.log_reads([patient_id], "partner_sharing")
         return principal
 
     async def may_read_patient(self, patient_id: str) -> Principal:

@@ -15,7 +15,7 @@ from svc_consent.change_feed import ChangeFeed
 from svc_consent.check_batcher import CheckBatcher
 from svc_consent.servicer import ConsentServicer
 from svc_consent.settings import ConsentSettings
-from telemesh.access_log import RemoteAccessRecorder
+from telemesh.access_log import remote_recorder
 from telemesh.app import ServiceAppBase
 from telemesh.background import Loop, every
 from telemesh.care import PatientAccess, RemoteCareSource
@@ -40,9 +40,7 @@ class ConsentApp(ServiceAppBase):
     async def register(self, server: grpc.aio.Server) -> None:
         # Channels are made on the server's event loop, so here and not in __init__.
         access = ConsentAccess(
-            PatientAccess(
-                RemoteCareSource(self.clients), RemoteAccessRecorder(self.clients, self.name)
-            )
+            PatientAccess(RemoteCareSource(self.clients), remote_recorder(self.clients, self.name))
         )
         checks = CheckBatcher(self.db, self.consent_settings.check_batch_size)
         servicer = ConsentServicer(self.db, access, self.changes, checks)

@@ -12,10 +12,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session.models import ACCESS_LOG_ENTRIES, ACCESS_LOG_HEAD, AccessLogEntryRow
-from telemesh.access_log import new_access
-from telemesh.auth import Principal
+from telemesh.access_log import MAX_BATCH, GroupedAccessRecorder
 from telemesh.db import Database
-from telemesh.group_commit import GroupCommit
 from telemesh.hash_chain import HashChain, format_instant
 from telemesh.session.v1 import session_pb2
 from telemesh.timestamps import timestamp
@@ -55,7 +53,6 @@ def _content(access: session_pb2.PatientAccess) -> dict[str, Any]:
     }
 
 
-MAX_BATCH = 500
 ROLES = frozenset({"patient", "clinician", "billing", "admin", "partner"})
 OUTCOMES = frozenset({session_pb2.ACCESS_OUTCOME_ALLOWED, session_pb2.ACCESS_OUTCOME_REFUSED})
 
@@ -103,28 +100,14 @@ async def append(session: AsyncSession, accesses: Sequence[session_pb2.PatientAc
     return len(fresh)
 
 
-class LocalAccessRecorder:
-    """This service's own accesses, appended before the answer goes out, in group
-    commits (telemesh.group_commit) of their own: never inside another write (SQLite has
-    one writer), and one chain lock for the accesses of many concurrent calls."""
+def local_recorder(db: Database) -> GroupedAccessRecorder:
+    """This service's own accesses, appended in group commits of their own before the
+    answer goes out (never inside another write: SQLite has one writer)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._group: GroupCommit[session_pb2.PatientAccess, None] = GroupCommit(
-            self._append_all, max_batch=MAX_BATCH
-        )
+    async def send(accesses: list[session_pb2.PatientAccess]) -> None:
+        await db.run_write(lambda session: append(session, accesses))
 
-    async def _append_all(self, accesses: list[session_pb2.PatientAccess]) -> list[None]:
-        await self.db.run_write(lambda session: append(session, accesses))
-        return [None] * len(accesses)
-
-    async def record(
-        self, principal: Principal, patient_id: str, *, allowed: bool, basis: str
-    ) -> None:
-        if principal.is_service:
-            return
-        access = new_access(principal, patient_id, allowed=allowed, basis=basis, service=SERVICE)
-        await self._group.submit(access)
+    return GroupedAccessRecorder(SERVICE, send)
 
 
 async def list_entries(

@@ -10,7 +10,7 @@ from datetime import timedelta
 import grpc
 
 from svc_session import booking
-from svc_session.access_log import LocalAccessRecorder
+from svc_session.access_log import local_recorder
 from svc_session.care import LocalCareSource
 from svc_session.phi_rotation import SEALED_COLUMNS
 from svc_session.servicer import SessionDependencies, SessionServicer
@@ -59,7 +59,7 @@ class SessionApp(ServiceAppBase):
 
     async def register(self, server: grpc.aio.Server) -> None:
         # Care relationships are decided here, from this service's own tables.
-        access = PatientAccess(LocalCareSource(self.db), LocalAccessRecorder(self.db))
+        access = PatientAccess(LocalCareSource(self.db), local_recorder(self.db))
         self.consent = ConsentWatcher(self.clients, max_staleness_seconds=1.0)
         servicer = SessionServicer(
             SessionDependencies(

@@ -3,7 +3,7 @@ domain rules live in the modules it calls."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -60,15 +60,6 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self.cipher = deps.cipher
         self.access = deps.access
 
-    async def _log_reads(self, patient_ids: Iterable[str]) -> None:
-        """Logs reads decided by the visit's own rules (participants, admins)."""
-        principal = current_principal()
-        for patient_id in dict.fromkeys(patient_ids):
-            basis = await self.access.basis(principal, patient_id)
-            await self.access.recorder.record(
-                principal, patient_id, allowed=True, basis=basis or "visit_participant"
-            )
-
     async def _about_visit(self, work: Awaitable[VisitAnswer]) -> VisitAnswer:
         """Runs an RPC about one visit and puts it in the access log: the visit's patient
         when it was answered; the refusal (not a participant) when it was not."""
@@ -77,7 +68,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         except NotParticipant as refusal:
             await self.access.refused(refusal.patient_id, refusal.reason)
             raise
-        await self._log_reads([response.visit.patient_id])
+        await self.access.log_reads([response.visit.patient_id])
         return response
 
     # --- people ----------------------------------------------------------------
@@ -93,7 +84,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             lambda s: profiles.create_patient(s, self.cipher, request),
             cipher=self.cipher,
         )
-        await self._log_reads([response.patient.patient_id])
+        await self.access.log_reads([response.patient.patient_id])
         return response
 
     async def GetPatient(
@@ -245,7 +236,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             if request.patient_id:  # someone else's visits asked for by patient id
                 await self.access.refused(request.patient_id, refusal.reason)
             raise
-        await self._log_reads([visit.patient_id for visit in response.visits])
+        await self.access.log_reads([visit.patient_id for visit in response.visits])
         return response
 
     async def CheckIn(self, request: P.CheckInRequest, context: Context) -> P.CheckInResponse:

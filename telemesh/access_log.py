@@ -4,9 +4,10 @@ access: every decision about a patient's record, allowed or refused, becomes a
 never the PHI itself).
 
 The log itself is kept by the session service, hash-chained with the runtime's one
-chain implementation (telemesh.hash_chain). Other services send their accesses there
-before they answer (`RemoteAccessRecorder`): an allowed access that cannot be logged is
-not served (UNAVAILABLE, fail closed); a refusal stands either way. Calls between
+chain implementation (telemesh.hash_chain). Every service logs through a
+`GroupedAccessRecorder` before it answers (the others with `remote_recorder`, the session
+service with its own `local_recorder`): an allowed access that cannot be logged is not
+served (UNAVAILABLE, fail closed); a refusal stands either way. Calls between
 services are system work, not a person's access, and are not logged here (the consent
 service's own audit trail records every consent check).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import grpc
@@ -51,24 +53,27 @@ def new_access(
     )
 
 
-class RemoteAccessRecorder:
-    """Sends each access to the session service's log before the answer goes out; the
-    accesses of concurrent calls travel together (telemesh.group_commit), one
-    RecordPatientAccess for many."""
+class GroupedAccessRecorder:
+    """Appends each access to the log before the answer goes out; the accesses of
+    concurrent calls are sent together (telemesh.group_commit) by `send`: the session
+    service appends them to its own chain, the others call RecordPatientAccess. An
+    allowed access that cannot be logged raises (not served); a refusal stands."""
 
-    def __init__(self, clients: ServiceClients, service: str, timeout_seconds: float = 2.0):
-        self._stub = session_pb2_grpc.SessionServiceStub(clients.channel("session"))
+    def __init__(
+        self,
+        service: str,
+        send: Callable[[list[session_pb2.PatientAccess]], Awaitable[None]],
+        *,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
         self._service = service
-        self._timeout = timeout_seconds
+        self._send = send
         self._group: GroupCommit[session_pb2.PatientAccess, None] = GroupCommit(
-            self._send, max_batch=MAX_BATCH
+            self._send_all, max_batch=max_batch
         )
 
-    async def _send(self, accesses: list[session_pb2.PatientAccess]) -> list[None]:
-        await self._stub.RecordPatientAccess(
-            session_pb2.RecordPatientAccessRequest(request_id=str(uuid.uuid4()), accesses=accesses),
-            timeout=self._timeout,
-        )
+    async def _send_all(self, accesses: list[session_pb2.PatientAccess]) -> list[None]:
+        await self._send(accesses)
         return [None] * len(accesses)
 
     async def record(
@@ -81,13 +86,34 @@ class RemoteAccessRecorder:
         )
         try:
             await self._group.submit(access)
-        except grpc.aio.AioRpcError as error:
+        except Exception as error:
             if allowed:
-                raise from_rpc_error(error, "session") from None
+                raise
             log(
                 logger,
                 logging.WARNING,
                 "a refused access could not be logged",
                 patient_id=patient_id,
-                grpc_status=error.code().name,
+                error=type(error).__name__,
             )
+
+
+def remote_recorder(
+    clients: ServiceClients, service: str, timeout_seconds: float = 2.0
+) -> GroupedAccessRecorder:
+    """The recorder of a service other than session: RecordPatientAccess, one call for
+    the accesses of concurrent calls; the session service unreachable is UNAVAILABLE."""
+    stub = session_pb2_grpc.SessionServiceStub(clients.channel("session"))
+
+    async def send(accesses: list[session_pb2.PatientAccess]) -> None:
+        try:
+            await stub.RecordPatientAccess(
+                session_pb2.RecordPatientAccessRequest(
+                    request_id=str(uuid.uuid4()), accesses=accesses
+                ),
+                timeout=timeout_seconds,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, "session") from None
+
+    return GroupedAccessRecorder(service, send)

@@ -16,6 +16,7 @@ The session service unreachable means no access: `Unavailable`, fail closed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -85,6 +86,18 @@ class RemoteCareSource:
         return answer
 
 
+def allowed_basis(principal: Principal, patient_id: str) -> str:
+    """The basis to log for an access a service rule allowed, without asking anyone:
+    the patient themself, an admin, a clinician taking part in the visit, or staff."""
+    if principal.is_user("patient", patient_id):
+        return "self"
+    if principal.role == "admin":
+        return "admin"
+    if principal.role == "clinician":
+        return "visit_participant"
+    return f"{principal.role}_staff"
+
+
 def _refusal_reason(principal: Principal) -> str:
     """The ErrorInfo reason of a refusal, in the words the other rules already use."""
     if principal.role == "clinician":
@@ -151,11 +164,22 @@ class PatientAccess:
         """Logs a refusal decided elsewhere (a rule of the service itself)."""
         await self.recorder.record(current_principal(), patient_id, allowed=False, basis=reason)
 
-    async def log_reads(self, patient_ids: Iterable[str], basis: str) -> None:
-        """Logs reads that another rule already allowed (a list across patients)."""
+    async def log_reads(self, patient_ids: Iterable[str], basis: str | None = None) -> None:
+        """Logs accesses that another rule of the service already allowed (a visit's
+        participants, a list across patients), with `basis` or the caller's standing
+        (`allowed_basis`). Recorded together: the recorder commits them as one group."""
         principal = current_principal()
-        for patient_id in dict.fromkeys(patient_ids):
-            await self.recorder.record(principal, patient_id, allowed=True, basis=basis)
+        await asyncio.gather(
+            *(
+                self.recorder.record(
+                    principal,
+                    patient_id,
+                    allowed=True,
+                    basis=basis or allowed_basis(principal, patient_id),
+                )
+                for patient_id in dict.fromkeys(patient_ids)
+            )
+        )
 
     async def patient_exists(self, patient_id: str) -> bool:
         return (await self.source.lookup(patient_id, "")).patient_exists

@@ -18,9 +18,9 @@ import yaml
 
 from telemesh.auth import USER_ROLES
 from telemesh.config import load as load_settings
-from telemesh_tools.mesh.settings import MeshSettings
+from telemesh_tools.mesh.settings import CHECKOUT, MeshSettings
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = CHECKOUT  # the tools run from a checkout
 
 
 class AllowListError(ValueError):

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import event, func
 from sqlmodel import col, select
 
-from svc_session.access_log import LocalAccessRecorder
+from svc_session.access_log import local_recorder
 from svc_session.care import LocalCareSource
 from svc_session.models import (
     AccessLogEntryRow,
@@ -107,7 +107,7 @@ async def db(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
 
 
 def _servicer(db: Database) -> SessionServicer:
-    access = PatientAccess(LocalCareSource(db), LocalAccessRecorder(db))
+    access = PatientAccess(LocalCareSource(db), local_recorder(db))
     cipher = FieldCipher(FieldKeys.parse(f"k1:{base64.b64encode(bytes(32)).decode()}"))
     return SessionServicer(
         SessionDependencies(
