@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint gen docs bench clean
+.PHONY: setup demo test lint gen docs bench clean image
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The container image (Containerfile) with podman, from a wheelhouse built here; prints
+# its name and size. BASE_IMAGE=... changes the base (scripts/build-image.sh says more).
+image: $(STAMP)
+	scripts/build-image.sh
 
 clean:
 	rm -rf $(VENV) .telemesh .pytest_cache .mypy_cache .ruff_cache
