@@ -1,8 +1,11 @@
 """The Kubernetes + Istio base manifests (mesh/istio/base/), rendered from the allow-list.
 
 One namespace with sidecar injection; per service a ServiceAccount (its SPIFFE
-identity), a Deployment (gRPC probes, non-root, read-only root filesystem) and a Service
-(`appProtocol: grpc`); the edge is an Istio ingress gateway deployed in the namespace
+identity), a Deployment of the image `make image` builds (the Containerfile: its user,
+its TELEMESH_HOME, its ports; native gRPC probes on the health service; non-root,
+read-only root filesystem with emptyDir scratch, no capabilities, seccomp RuntimeDefault;
+requests and limits; spread across nodes and zones), a PodDisruptionBudget and a
+Service (`appProtocol: grpc`); the edge is an Istio ingress gateway deployed in the namespace
 (gateway injection) behind a `grpc-web` Service. Security: PeerAuthentication STRICT, a
 deny-all AuthorizationPolicy plus ALLOW policies by source principal and method path
 (from the allow-list), a RequestAuthentication for end-user JWTs and, at the gateway and
@@ -17,6 +20,7 @@ Environments differ only in the hand-written overlays (mesh/istio/overlays/).
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from typing import Any
 
 from telemesh.config import DEFAULT_PORTS
@@ -24,7 +28,10 @@ from telemesh_tools.mesh.allowlist import AllowList
 
 NAMESPACE = "telemesh"
 TRUST_DOMAIN = "cluster.local"
-IMAGE = "telemesh/telemesh:latest"
+# What `make image` names the image it builds (scripts/build-image.sh): the package's
+# version as the tag, so a release's manifests name that release's image.
+IMAGE_NAME = "telemesh/telemesh"
+IMAGE = f"{IMAGE_NAME}:{version('telemesh')}"
 EDGE_SELECTOR = {"istio": "telemesh-edge"}
 EDGE_HOSTS = ["api.telemesh.example"]
 EDGE_PORT = 8443
@@ -33,7 +40,9 @@ JWKS_CONFIGMAP = "telemesh-jwks"
 COLLECTOR = "otel-collector"
 COLLECTOR_IMAGE = "otel/opentelemetry-collector:0.120.0"
 TRACING_PROVIDER = "otel-collector"  # meshConfig.extensionProviders entry (mesh/istio/README.md)
-RUN_AS = 10001
+RUN_AS = 10001  # the Containerfile's user and group
+STATE_DIR = "/var/lib/telemesh"  # the Containerfile's TELEMESH_HOME
+JWKS_DIR = "/etc/telemesh/jwks"
 # The services read their caller's SPIFFE id from the last element of
 # x-forwarded-client-cert (telemesh.identity.forwarded). Istio's sidecars default to
 # APPEND_FORWARD, which keeps what the caller sent before that element and forwards a
@@ -84,6 +93,19 @@ def _restricted_container() -> dict[str, Any]:
     }
 
 
+def _spread(app: str) -> list[dict[str, Any]]:
+    """Replicas across nodes, then zones; preferred, so a one-node cluster still runs."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": app}},
+        }
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+
+
 def _pod_security(user: int) -> dict[str, Any]:
     return {
         "runAsNonRoot": True,
@@ -124,9 +146,9 @@ def service_accounts(allowlist: AllowList) -> list[dict[str, Any]]:
 def _service_env(allowlist: AllowList, service: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "TELEMESH_LISTEN", "value": f"0.0.0.0:{_port(service)}"},
-        {"name": "TELEMESH_HOME", "value": "/var/lib/telemesh"},
+        {"name": "TELEMESH_HOME", "value": STATE_DIR},
         {"name": "TELEMESH_DEV_ISSUER", "value": "0"},
-        {"name": "TELEMESH_JWKS_FILE", "value": "/etc/telemesh/jwks/jwks.json"},
+        {"name": "TELEMESH_JWKS_FILE", "value": f"{JWKS_DIR}/jwks.json"},
         # Service identity comes from Istio mTLS, forwarded by the sidecar.
         {"name": "TELEMESH_SERVICE_TOKENS", "value": "0"},
         {"name": "TELEMESH_TRUST_FORWARDED_IDENTITY", "value": "1"},
@@ -171,10 +193,12 @@ def _service_deployment(allowlist: AllowList, service: str) -> dict[str, Any]:
                     "securityContext": _pod_security(RUN_AS),
                     # Longer than TELEMESH_DRAIN_SECONDS: in-flight calls finish first.
                     "terminationGracePeriodSeconds": 30,
+                    "topologySpreadConstraints": _spread(service),
                     "containers": [
                         {
                             "name": service,
                             "image": IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
                             "command": ["python", "-m", f"svc_{service}"],
                             "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
                             "env": _service_env(allowlist, service),
@@ -182,25 +206,30 @@ def _service_deployment(allowlist: AllowList, service: str) -> dict[str, Any]:
                             "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
                             "readinessProbe": {**probe, "periodSeconds": 5},
                             "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+                            # No CPU limit: throttling a gRPC server only adds latency;
+                            # the request is what the scheduler and the autoscaler count.
                             "resources": {
-                                "requests": {"cpu": "100m", "memory": "128Mi"},
-                                "limits": {"memory": "512Mi"},
+                                "requests": {
+                                    "cpu": "100m",
+                                    "memory": "192Mi",
+                                    "ephemeral-storage": "64Mi",
+                                },
+                                "limits": {"memory": "512Mi", "ephemeral-storage": "1Gi"},
                             },
                             "securityContext": _restricted_container(),
+                            # The root filesystem is read-only: the service writes only
+                            # its state (TELEMESH_HOME: keys; SQLite without a database
+                            # Secret) and scratch, both emptyDir.
                             "volumeMounts": [
-                                {"name": "state", "mountPath": "/var/lib/telemesh"},
+                                {"name": "state", "mountPath": STATE_DIR},
                                 {"name": "tmp", "mountPath": "/tmp"},
-                                {
-                                    "name": "jwks",
-                                    "mountPath": "/etc/telemesh/jwks",
-                                    "readOnly": True,
-                                },
+                                {"name": "jwks", "mountPath": JWKS_DIR, "readOnly": True},
                             ],
                         }
                     ],
                     "volumes": [
-                        {"name": "state", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
+                        {"name": "state", "emptyDir": {"sizeLimit": "512Mi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                         {"name": "jwks", "configMap": {"name": JWKS_CONFIGMAP, "optional": True}},
                     ],
                 },
@@ -231,6 +260,7 @@ def _edge_deployment(allowlist: AllowList) -> dict[str, Any]:
                 "spec": {
                     "serviceAccountName": name,
                     "securityContext": _pod_security(1337),
+                    "topologySpreadConstraints": _spread(name),
                     "containers": [
                         {
                             "name": "istio-proxy",
@@ -255,6 +285,19 @@ def deployments(allowlist: AllowList) -> list[dict[str, Any]]:
     return [
         *(_service_deployment(allowlist, service) for service in allowlist.services),
         _edge_deployment(allowlist),
+    ]
+
+
+def disruption_budgets(allowlist: AllowList) -> list[dict[str, Any]]:
+    """Voluntary disruptions (node drains, upgrades) take one replica at a time."""
+    return [
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta(name, _labels(name)),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}},
+        }
+        for name in (*allowlist.services, allowlist.edge.identity)
     ]
 
 
@@ -636,6 +679,7 @@ def render_base(allowlist: AllowList) -> dict[str, list[dict[str, Any]]]:
         "namespace.yaml": namespace(),
         "serviceaccounts.yaml": service_accounts(allowlist),
         "deployments.yaml": deployments(allowlist),
+        "poddisruptionbudgets.yaml": disruption_budgets(allowlist),
         "services.yaml": services(allowlist),
         "peerauthentication.yaml": peer_authentication(),
         "authorizationpolicies.yaml": authorization_policies(allowlist),
