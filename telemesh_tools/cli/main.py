@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "telemesh_tools.cli.token_cmd",
     "telemesh_tools.cli.audit_cmd",
     "telemesh_tools.cli.trace_cmd",
+    "telemesh_tools.cli.traces_cmd",
     "telemesh_tools.cli.mesh_cmd",
     "telemesh_tools.cli.up_cmd",
     "telemesh_tools.cli.demo_cmd",

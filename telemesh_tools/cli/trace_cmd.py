@@ -1,4 +1,9 @@
-"""`telemesh trace VISIT_ID`: the visit's trace as a waterfall (text, or `--html FILE`)."""
+"""`telemesh trace VISIT_ID`: the visit's trace as a waterfall (text, or `--html FILE`).
+
+One line per call (the edge, sidecar, service and database spans of each call grouped;
+`--all` lists them), idle time collapsed into one marked line, the set-up's critical path
+marked, errors first. See telemesh_tools.tracestore.view.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,30 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("trace", help="draw a visit's trace from the local trace store")
     parser.add_argument("visit_id")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
+    parser.add_argument(
+        "--all", action="store_true", help="list every span under its call, not one line a call"
+    )
+    add_color_option(parser)
     parser.add_argument("--store", type=Path, help="span store (default $TELEMESH_HOME/traces.db)")
     parser.set_defaults(func=run)
+
+
+def add_color_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour by service (auto: when writing to a terminal)",
+    )
+
+
+def use_color(choice: str) -> bool:
+    return choice == "always" or (choice == "auto" and sys.stdout.isatty())
+
+
+def default_store(args: argparse.Namespace) -> Path:
+    path: Path = args.store or store_path(load(RuntimeSettings), load(ReceiverSettings))
+    return path
 
 
 def visit_trace(path: Path, visit_id: str, trace_id: str = "") -> tuple[list[StoredSpan], str]:
@@ -37,7 +64,7 @@ def visit_trace(path: Path, visit_id: str, trace_id: str = "") -> tuple[list[Sto
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.store or store_path(load(RuntimeSettings), load(ReceiverSettings))
+    path = default_store(args)
     if not path.exists():
         print(f"no trace store at {path}: is `telemesh up` running?", file=sys.stderr)
         return 1
@@ -45,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if not spans:
         print(f"no spans for visit {args.visit_id}", file=sys.stderr)
         return 1
-    print(text(spans, title))
+    print(text(spans, title, expand=args.all, color=use_color(args.color)))
     if args.html:
         args.html.write_text(page(spans, title))
         print(f"\nwrote {args.html}")

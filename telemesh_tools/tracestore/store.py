@@ -155,3 +155,37 @@ class SpanStore:
     def all_spans(self) -> list[StoredSpan]:
         trace_ids = [r[0] for r in self.conn.execute("select distinct trace_id from spans")]
         return [span for trace_id in trace_ids for span in self.spans(trace_id)]
+
+
+@dataclass(frozen=True)
+class VisitTrace:
+    """A visit's own trace (the one with the most spans about it), in figures."""
+
+    visit_id: str
+    trace_id: str
+    spans: int
+    start_ns: int
+    end_ns: int
+    errors: int
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+def visit_traces(store: SpanStore) -> list[VisitTrace]:
+    """Every visit in the store with its own trace's figures, the latest first."""
+    rows = store.conn.execute(
+        """
+        select v.visit_id, s.trace_id, count(*), min(s.start_ns), max(s.end_ns),
+               sum(s.status_code = 2)
+        from span_visits v join spans s on s.trace_id = v.trace_id
+        group by v.visit_id, s.trace_id
+        """
+    ).fetchall()
+    best: dict[str, VisitTrace] = {}
+    for visit_id, trace_id, count, start, end, errors in rows:
+        found = VisitTrace(visit_id, trace_id, count, start, end, errors or 0)
+        if visit_id not in best or found.spans > best[visit_id].spans:
+            best[visit_id] = found
+    return sorted(best.values(), key=lambda t: t.start_ns, reverse=True)

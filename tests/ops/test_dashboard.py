@@ -87,7 +87,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     home = tmp_path_factory.mktemp("dashboard") / "home"
 
     async def run() -> dict[str, list[dict[str, Any]]]:
-        async with visited_mesh(home, visits=2) as mesh:
+        async with visited_mesh(home, calls=(3.0, 3.0)) as mesh:
             # The last scrapes and a rule evaluation after the second charge.
             await asyncio.sleep(4)
             found: dict[str, list[dict[str, Any]]] = {}

@@ -4,7 +4,7 @@ dashboard and trace view tests; not a test module).
 `visited_mesh` runs `telemesh up` in a fresh home, starts Debian's Prometheus against every
 service's endpoint and every Envoy's admin port (job names as in
 ops/prometheus/prometheus.yml, rules of ops/prometheus/rules loaded), plays the demo's
-visit with a short call, and yields while everything still runs; everything is stopped
+visit (or several) with short calls, and yields while everything still runs; everything is stopped
 when the context ends.
 """
 
@@ -16,7 +16,7 @@ import os
 import shutil
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +109,7 @@ class VisitedMesh:
     summary: Summary
     steps: VisitSteps
     output: list[str] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         return _query(self.prometheus, promql)
@@ -120,10 +121,11 @@ class VisitedMesh:
 
 @asynccontextmanager
 async def visited_mesh(
-    home: Path, call_seconds: float = 3.0, visits: int = 1
+    home: Path, calls: Sequence[float] = (3.0,), scrape: bool = True
 ) -> AsyncIterator[VisitedMesh]:
-    """The mesh up, Prometheus scraping it, `visits` visits played one after the other (see
-    the module's doc); `summary` is the last one's."""
+    """The mesh up, Prometheus scraping it (unless not `scrape`), one visit played for each
+    entry of `calls` (its call's seconds of media), one after the other (see the module's
+    doc); `summaries` are theirs, `summary` the last one's."""
     os.environ.setdefault("TELEMESH_ICE_LOOPBACK", "1")
     await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)
     up, endpoints = await asyncio.to_thread(start_stack, home, home / "up.log")
@@ -132,7 +134,7 @@ async def visited_mesh(
     steps: VisitSteps | None = None
     exporter_before = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     try:
-        if shutil.which("prometheus") is not None:
+        if scrape and shutil.which("prometheus") is not None:
             port = free_port()
             config = home / "prometheus.yml"
             config.write_text(prometheus_config(endpoints, RULES))
@@ -158,10 +160,12 @@ async def visited_mesh(
         telemetry = setup_telemetry("peers")
         output: list[str] = []
         steps = VisitSteps(edge_channel_factory(endpoints), DevIssuer(home))
-        for _ in range(visits):
-            summary = await play_visit(steps, Progress(output.append), call_seconds=call_seconds)
+        summaries = [
+            await play_visit(steps, Progress(output.append), call_seconds=seconds)
+            for seconds in calls
+        ]
         telemetry.tracer_provider.force_flush()
-        yield VisitedMesh(home, endpoints, base, summary, steps, output)
+        yield VisitedMesh(home, endpoints, base, summaries[-1], steps, output, summaries)
     finally:
         if steps is not None:
             await steps.close()
