@@ -22,14 +22,63 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
 from telemesh.identity.tokens import DevIssuer
-from telemesh.telemetry import setup_telemetry
+from telemesh.tracing.ids import PresetIdGenerator
 from telemesh_tools.demo.run import Progress, Summary, edge_channel_factory, play_visit, start_stack
 from telemesh_tools.demo.steps import VisitSteps
 from telemesh_tools.stack.process import ManagedProcess, free_port
 from tests.support.harness import REPO
 
 RULES = REPO / "ops" / "prometheus" / "rules"
+
+
+class _Peers(SpanProcessor):
+    """The test process's spans (the demo's peers report theirs into the visit's trace) go
+    to the current mesh's trace receiver. OpenTelemetry takes one global tracer provider
+    per process, so this one forwarder is added to it once and pointed at each mesh in
+    turn (`setup_telemetry` would install a provider only the first time)."""
+
+    def __init__(self) -> None:
+        self.to: SpanProcessor | None = None
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        if self.to is not None:
+            self.to.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.to is not None:
+            self.to.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.to.force_flush(timeout_millis) if self.to is not None else True
+
+
+_peers = _Peers()
+
+
+def _report_peers_to(endpoint: str) -> BatchSpanProcessor:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider(
+            resource=Resource.create(
+                {"service.name": "telemesh-peers", "service.namespace": "telemesh"}
+            ),
+            id_generator=PresetIdGenerator(),
+        )
+        trace.set_tracer_provider(provider)
+    if not getattr(provider, "_telemesh_test_peers", False):
+        provider.add_span_processor(_peers)
+        provider._telemesh_test_peers = True  # type: ignore[attr-defined]
+    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+    _peers.to = processor
+    return processor
 
 
 def _http_ready(url: str) -> Callable[[], bool]:
@@ -126,14 +175,15 @@ async def visited_mesh(
     """The mesh up, Prometheus scraping it (unless not `scrape`), one visit played for each
     entry of `calls` (its call's seconds of media), one after the other (see the module's
     doc); `summaries` are theirs, `summary` the last one's."""
-    os.environ.setdefault("TELEMESH_ICE_LOOPBACK", "1")
-    await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)
-    up, endpoints = await asyncio.to_thread(start_stack, home, home / "up.log")
+    loopback_before = os.environ.get("TELEMESH_ICE_LOOPBACK")
+    os.environ["TELEMESH_ICE_LOOPBACK"] = "1"  # the peers too: this machine may have no other
+    up: ManagedProcess | None = None
     prometheus: ManagedProcess | None = None
-    telemetry = None
+    peers: BatchSpanProcessor | None = None
     steps: VisitSteps | None = None
-    exporter_before = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     try:
+        await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)
+        up, endpoints = await asyncio.to_thread(start_stack, home, home / "up.log")
         if scrape and shutil.which("prometheus") is not None:
             port = free_port()
             config = home / "prometheus.yml"
@@ -156,25 +206,26 @@ async def visited_mesh(
             await _scraping(base, targets)
         else:
             base = ""
-        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(endpoints["trace_receiver"])
-        telemetry = setup_telemetry("peers")
+        peers = _report_peers_to(str(endpoints["trace_receiver"]))
         output: list[str] = []
         steps = VisitSteps(edge_channel_factory(endpoints), DevIssuer(home))
         summaries = [
             await play_visit(steps, Progress(output.append), call_seconds=seconds)
             for seconds in calls
         ]
-        telemetry.tracer_provider.force_flush()
+        peers.force_flush()
         yield VisitedMesh(home, endpoints, base, summaries[-1], steps, output, summaries)
     finally:
         if steps is not None:
             await steps.close()
-        if telemetry is not None:
-            telemetry.shutdown()
-        if exporter_before is None:
-            os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        if peers is not None:
+            _peers.to = None
+            peers.shutdown()  # type: ignore[no-untyped-call]
+        if loopback_before is None:
+            os.environ.pop("TELEMESH_ICE_LOOPBACK", None)
         else:
-            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = exporter_before
+            os.environ["TELEMESH_ICE_LOOPBACK"] = loopback_before
         if prometheus is not None:
             prometheus.stop()
-        await asyncio.to_thread(up.stop, 60)
+        if up is not None:
+            await asyncio.to_thread(up.stop, 60)
