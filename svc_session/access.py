@@ -13,6 +13,9 @@ from svc_session.models import VisitRow
 from telemesh.auth import Principal
 from telemesh.errors import PermissionDenied
 
+# Services that read visits: signaling checks a room's visit.
+READER_SERVICES = frozenset({"signaling"})
+
 
 def role_in(visit: VisitRow, principal: Principal) -> str | None:
     """ "patient" or "clinician" when the caller takes part in the visit."""
@@ -38,3 +41,62 @@ def require_participant(visit: VisitRow, principal: Principal, *roles: str) -> s
         wanted = " or ".join(roles) if roles else "participant"
         raise NotParticipant(visit, f"only the visit's {wanted} may do this")
     return role
+
+
+def require_self_or(principal: Principal, role: str, subject: str, *others: str) -> None:
+    """The caller is user `subject` in `role`, or holds one of `others`."""
+    if not (principal.is_user(role, subject) or principal.role in others):
+        raise PermissionDenied("NOT_OWNER", f"the caller may not act for this {role}")
+
+
+def may_manage(visit: VisitRow, principal: Principal) -> None:
+    """Cancel or reschedule: an admin, or either participant."""
+    if principal.role != "admin":
+        require_participant(visit, principal)
+
+
+def may_read(visit: VisitRow, principal: Principal) -> None:
+    """A visit is read by its participants, admins and the services that read visits."""
+    if not (
+        role_in(visit, principal)
+        or principal.role == "admin"
+        or (principal.is_service and principal.subject in READER_SERVICES)
+    ):
+        raise NotParticipant(visit, "only the visit's participants may read it")
+
+
+def may_book(principal: Principal, clinician_id: str) -> None:
+    """Past the patient-access gate, a clinician books only into their own schedule."""
+    if principal.role == "clinician" and principal.subject != clinician_id:
+        raise PermissionDenied(
+            "NOT_YOUR_SCHEDULE", "a clinician books only into their own schedule"
+        )
+
+
+def listing_scope(principal: Principal, patient_id: str, clinician_id: str) -> tuple[str, str]:
+    """Whose visits a listing covers: a patient's own, a clinician's own, an admin's pick."""
+    if principal.role == "patient":
+        patient_id = patient_id or principal.subject
+        if patient_id != principal.subject:
+            raise PermissionDenied("NOT_YOURS", "a patient lists only their own visits")
+    elif principal.role == "clinician":
+        clinician_id = clinician_id or principal.subject
+        if clinician_id != principal.subject:
+            raise PermissionDenied("NOT_YOURS", "a clinician lists only their own visits")
+    elif principal.role != "admin":
+        raise PermissionDenied(
+            "ROLE_NOT_ALLOWED", "only patients, clinicians and admins list visits"
+        )
+    return patient_id, clinician_id
+
+
+def sees_clinician_phi(principal: Principal, clinician_id: str) -> bool:
+    """A clinician's contact details are theirs and admins'; others see the practice."""
+    return principal.is_user("clinician", clinician_id) or principal.role == "admin"
+
+
+def may_read_access_log(principal: Principal, patient_id: str) -> None:
+    if not (principal.is_user("patient", patient_id) or principal.role == "admin"):
+        raise PermissionDenied(
+            "NOT_YOUR_LOG", "a patient lists only their own access log; admins any"
+        )

@@ -5,19 +5,17 @@ verifying the chain."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session.models import ACCESS_LOG_ENTRIES, ACCESS_LOG_HEAD, AccessLogEntryRow
-from telemesh.access_log import MAX_BATCH, GroupedAccessRecorder
+from telemesh.access_log import GroupedAccessRecorder
 from telemesh.db import Database
 from telemesh.hash_chain import HashChain, format_instant
 from telemesh.session.v1 import session_pb2
-from telemesh.timestamps import timestamp
-from telemesh.validation import Violations
 
 SERVICE = "session"
 
@@ -51,36 +49,6 @@ def _content(access: session_pb2.PatientAccess) -> dict[str, Any]:
         "outcome": int(access.outcome),
         "basis": access.basis,
     }
-
-
-ROLES = frozenset({"patient", "clinician", "billing", "admin", "partner"})
-OUTCOMES = frozenset({session_pb2.ACCESS_OUTCOME_ALLOWED, session_pb2.ACCESS_OUTCOME_REFUSED})
-
-
-def check_record_request(request: session_pb2.RecordPatientAccessRequest, caller: str) -> None:
-    """Every access well formed, and reported by the service that served it."""
-    check = Violations()
-    check.uuid("request_id", request.request_id)
-    check.check(
-        1 <= len(request.accesses) <= MAX_BATCH, "accesses", f"give 1 to {MAX_BATCH} accesses"
-    )
-    for index, access in enumerate(request.accesses[:MAX_BATCH]):
-        field = f"accesses[{index}]"
-        check.uuid(f"{field}.access_id", access.access_id)
-        check.timestamp(f"{field}.access_time", access.access_time, access.HasField("access_time"))
-        check.identifier(f"{field}.patient_id", access.patient_id)
-        check.identifier(f"{field}.actor_id", access.actor_id)
-        check.check(access.actor_role in ROLES, f"{field}.actor_role", "is not a user role")
-        check.check(access.service == caller, f"{field}.service", "must name the reporting service")
-        check.check(
-            access.method.startswith("/telemesh.") and len(access.method) <= 200,
-            f"{field}.method",
-            "must be a Telemesh RPC path",
-        )
-        check.check(access.outcome in OUTCOMES, f"{field}.outcome", "must be ALLOWED or REFUSED")
-        check.required(f"{field}.basis", access.basis)
-        check.max_length(f"{field}.basis", access.basis, 60)
-    check.raise_if_any()
 
 
 async def append(session: AsyncSession, accesses: Sequence[session_pb2.PatientAccess]) -> int:
@@ -121,23 +89,3 @@ async def list_entries(
         statement.order_by(col(AccessLogEntryRow.sequence).desc()).limit(limit)
     )
     return result.all()
-
-
-def to_proto(row: AccessLogEntryRow) -> session_pb2.AccessLogEntry:
-    return session_pb2.AccessLogEntry(
-        sequence=row.sequence,
-        access=session_pb2.PatientAccess(
-            access_id=row.access_id,
-            access_time=timestamp(datetime.fromisoformat(row.access_time)),
-            patient_id=row.patient_id,
-            actor_id=row.actor_id,
-            actor_role=row.actor_role,
-            service=row.service,
-            method=row.method,
-            outcome=session_pb2.AccessOutcome.ValueType(row.outcome),
-            basis=row.basis,
-        ),
-        previous_hash=row.previous_hash,
-        entry_hash=row.entry_hash,
-        entry_time=timestamp(row.entry_time),
-    )

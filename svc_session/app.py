@@ -98,9 +98,12 @@ class SessionApp(ServiceAppBase):
         async with self.db.read() as session:
             overdue = await booking.overdue_visits(session, grace)
         for visit_id in overdue:
-            request = session_pb2.MarkNoShowRequest(visit_id=visit_id)
             mark = functools.partial(
-                booking.mark_no_show, request=request, grace=grace, sweeper=SWEEPER
+                booking.mark_no_show,
+                principal=SWEEPER,
+                visit_id=visit_id,
+                grace=grace,
+                by_sweeper=True,
             )
             try:
                 await self.db.run_write(mark)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, exc, exists, insert
 from sqlalchemy import select as core_select
@@ -25,11 +25,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session import room_events, schedule
-from svc_session.access import require_participant
+from svc_session.access import may_book, may_manage, require_participant
 from svc_session.availability import ending_of, exception_dates, no_availability, slot_ending
-from svc_session.convert import to_proto
 from svc_session.models import (
-    BLOCK_MINUTES,
     AvailabilityExceptionRow,
     AvailabilityRow,
     ClinicianRow,
@@ -38,29 +36,16 @@ from svc_session.models import (
     VisitRow,
     VisitTransitionRow,
 )
+from svc_session.requests import Booking, Cancellation, Rescheduling
 from svc_session.store import load_visit, require_transition, transition, visit_work
 from telemesh import metrics
-from telemesh.auth import Principal, current_principal
-from telemesh.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from telemesh.auth import Principal
+from telemesh.errors import AlreadyExists, FailedPrecondition, NotFound
 from telemesh.session.v1 import session_pb2
 from telemesh.signaling.v1 import signaling_pb2
 from telemesh.tracing.visit import new_visit_traceparent, trace_id_of, visit_span
-from telemesh.validation import Violations
 
 S = session_pb2.VisitState
-
-
-def _check_start(check: Violations, field: str, value: object, present: bool) -> datetime | None:
-    start = check.timestamp(field, value, present)  # type: ignore[arg-type]
-    if start is None:
-        return None
-    if not schedule.is_on_grain(start):
-        check.add(field, f"must be on a {BLOCK_MINUTES}-minute boundary")
-        return None
-    if start <= datetime.now(UTC):
-        check.add(field, "must be in the future")
-        return None
-    return start
 
 
 def _not_a_slot(clinician_id: str) -> FailedPrecondition:
@@ -95,18 +80,6 @@ async def _claim(session: AsyncSession, visit: VisitRow) -> None:
 
 async def _release(session: AsyncSession, visit_id: str) -> None:
     await session.exec(delete(SlotClaimRow).where(col(SlotClaimRow.visit_id) == visit_id))
-
-
-def checked_start(request: session_pb2.BookVisitRequest) -> datetime:
-    """The booking's start, once every field of the request checks out."""
-    check = Violations()
-    check.uuid("request_id", request.request_id)
-    check.identifier("clinician_id", request.clinician_id)
-    check.identifier("patient_id", request.patient_id)
-    start = _check_start(check, "start_time", request.start_time, request.HasField("start_time"))
-    check.raise_if_any()
-    assert start is not None
-    return start
 
 
 # Booking's tables, for its Core statements.
@@ -148,34 +121,32 @@ _BOOKING_FACTS = (
 )
 
 
-async def _checked_slot(
-    connection: AsyncConnection, request: session_pb2.BookVisitRequest, start: datetime
-) -> tuple[str, datetime]:
+async def _checked_slot(connection: AsyncConnection, wanted: Booking) -> tuple[str, datetime]:
     """The clinician's practice and the end of the slot at `start`, once the clinician
     and the patient exist and the clinician offers that slot (in this order)."""
-    first_date, last_date = exception_dates(start)
+    first_date, last_date = exception_dates(wanted.start)
     rows = (
         await connection.execute(
             _BOOKING_FACTS,
             {
-                "clinician_id": request.clinician_id,
-                "patient_id": request.patient_id,
+                "clinician_id": wanted.clinician_id,
+                "patient_id": wanted.patient_id,
                 "first_date": first_date,
                 "last_date": last_date,
             },
         )
     ).all()
     if not rows:
-        raise NotFound("clinician", request.clinician_id)
+        raise NotFound("clinician", wanted.clinician_id)
     facts = rows[0]
     if not facts.patient_exists:
-        raise NotFound("patient", request.patient_id)
+        raise NotFound("patient", wanted.patient_id)
     if facts.time_zone is None:
         raise no_availability()
     exceptions = [row for row in rows if row.local_date is not None]
-    end = ending_of(facts.time_zone, facts.slot_minutes, facts.hours_json, exceptions, start)
+    end = ending_of(facts.time_zone, facts.slot_minutes, facts.hours_json, exceptions, wanted.start)
     if end is None:
-        raise _not_a_slot(request.clinician_id)
+        raise _not_a_slot(wanted.clinician_id)
     return facts.practice_id, end
 
 
@@ -260,29 +231,30 @@ async def _insert_booking(
     await connection.execute(_FIRST_TRANSITION, parameters)
 
 
-async def book(
-    session: AsyncSession, request: session_pb2.BookVisitRequest, start: datetime
-) -> session_pb2.BookVisitResponse:
-    """Books the slot at `start` (from `checked_start`), once the caller passed the
-    patient-access gate: the patient, an admin, or a clinician with a care relationship,
-    who books only into their own schedule."""
-    principal = current_principal()
-    if principal.role == "clinician" and principal.subject != request.clinician_id:
-        raise PermissionDenied(
-            "NOT_YOUR_SCHEDULE", "a clinician books only into their own schedule"
-        )
+class Booked(NamedTuple):
+    """A new visit and its first transition (the whole of its history)."""
+
+    visit: VisitRow
+    first_transition: VisitTransitionRow
+
+
+async def book(session: AsyncSession, principal: Principal, wanted: Booking) -> Booked:
+    """Books the slot, once the caller passed the patient-access gate: the patient, an
+    admin, or a clinician with a care relationship, who books only into their own
+    schedule."""
+    may_book(principal, wanted.clinician_id)
     connection = await session.connection()  # the session's transaction
-    practice_id, end = await _checked_slot(connection, request, start)
+    practice_id, end = await _checked_slot(connection, wanted)
     now = datetime.now(UTC)
     visit_id = str(uuid.uuid4())
     traceparent = new_visit_traceparent(visit_id)  # booking starts the visit's trace
     with visit_span(traceparent, "visit book", {"telemesh.visit_id": visit_id}):
         visit = VisitRow(
             visit_id=visit_id,
-            patient_id=request.patient_id,
-            clinician_id=request.clinician_id,
+            patient_id=wanted.patient_id,
+            clinician_id=wanted.clinician_id,
             practice_id=practice_id,
-            start_time=start,
+            start_time=wanted.start,
             end_time=end,
             state=S.VISIT_STATE_BOOKED,
             traceparent=traceparent,
@@ -301,83 +273,52 @@ async def book(
         )
         await _insert_booking(connection, visit, booked)
     metrics.count("telemesh.visits.booked", "Visits booked")
-    return session_pb2.BookVisitResponse(
-        visit=await to_proto(session, visit, transitions=[booked], periods=[])
-    )
+    return Booked(visit, booked)
 
 
-def _may_manage(visit: VisitRow, principal: Principal) -> None:
-    if principal.role != "admin":
-        require_participant(visit, principal)
-
-
-async def cancel(
-    session: AsyncSession, request: session_pb2.CancelVisitRequest
-) -> session_pb2.CancelVisitResponse:
-    principal = current_principal()
-    check = Violations()
-    check.required("visit_id", request.visit_id)
-    check.check(
-        request.reason != session_pb2.CancelReason.CANCEL_REASON_UNSPECIFIED
-        and request.reason in session_pb2.CancelReason.values(),
-        "reason",
-        "a cancellation needs a reason",
-    )
-    check.raise_if_any()
-    visit = await load_visit(session, request.visit_id, for_update=True)
+async def cancel(session: AsyncSession, principal: Principal, wanted: Cancellation) -> VisitRow:
+    visit = await load_visit(session, wanted.visit_id, for_update=True)
     with visit_work(visit, "cancel"):
-        _may_manage(visit, principal)
+        may_manage(visit, principal)
         transition(session, visit, S.VISIT_STATE_CANCELLED, principal, datetime.now(UTC))
-        visit.cancel_reason = request.reason
+        visit.cancel_reason = wanted.reason
         await _release(session, visit.visit_id)
         room_events.close_room(session, visit, signaling_pb2.ROOM_CLOSE_REASON_VISIT_CANCELLED)
         await session.flush()
         metrics.count("telemesh.visits.cancelled", "Visits cancelled")
-        return session_pb2.CancelVisitResponse(visit=await to_proto(session, visit))
+        return visit
 
 
-async def reschedule(
-    session: AsyncSession, request: session_pb2.RescheduleVisitRequest
-) -> session_pb2.RescheduleVisitResponse:
-    principal = current_principal()
-    check = Violations()
-    check.required("visit_id", request.visit_id)
-    start = _check_start(
-        check, "new_start_time", request.new_start_time, request.HasField("new_start_time")
-    )
-    check.raise_if_any()
-    assert start is not None
-    visit = await load_visit(session, request.visit_id, for_update=True)
+async def reschedule(session: AsyncSession, principal: Principal, wanted: Rescheduling) -> VisitRow:
+    visit = await load_visit(session, wanted.visit_id, for_update=True)
     with visit_work(visit, "reschedule"):
-        _may_manage(visit, principal)
+        may_manage(visit, principal)
         if visit.state != S.VISIT_STATE_BOOKED:
             raise FailedPrecondition("NOT_RESCHEDULABLE", "only a booked visit can be rescheduled")
-        end = await _slot_at(session, visit.clinician_id, start)
+        end = await _slot_at(session, visit.clinician_id, wanted.start)
         # One transaction: the old claims go and the new ones come, or neither.
         await _release(session, visit.visit_id)
-        visit.start_time, visit.end_time = start, end
+        visit.start_time, visit.end_time = wanted.start, end
         visit.update_time = datetime.now(UTC)
         await _claim(session, visit)
         session.add(visit)
         await session.flush()
-        return session_pb2.RescheduleVisitResponse(visit=await to_proto(session, visit))
+        return visit
 
 
 async def mark_no_show(
     session: AsyncSession,
-    request: session_pb2.MarkNoShowRequest,
+    principal: Principal,
+    visit_id: str,
     grace: timedelta,
-    sweeper: Principal | None = None,
-) -> session_pb2.MarkNoShowResponse:
-    """Marks a no-show for the visit's clinician or an admin; `sweeper` is the service's
-    own principal when its background sweep does it."""
-    principal = sweeper or current_principal()
-    check = Violations()
-    check.required("visit_id", request.visit_id)
-    check.raise_if_any()
-    visit = await load_visit(session, request.visit_id, for_update=True)
+    *,
+    by_sweeper: bool = False,
+) -> VisitRow:
+    """Marks a no-show for the visit's clinician or an admin; `by_sweeper` when the
+    service's own background sweep does it (as `principal`)."""
+    visit = await load_visit(session, visit_id, for_update=True)
     with visit_work(visit, "no-show"):
-        if sweeper is None and principal.role != "admin":
+        if not by_sweeper and principal.role != "admin":
             require_participant(visit, principal, "clinician")
         require_transition(visit, S.VISIT_STATE_NO_SHOW)
         now = datetime.now(UTC)
@@ -390,7 +331,7 @@ async def mark_no_show(
         room_events.close_room(session, visit, signaling_pb2.ROOM_CLOSE_REASON_NO_SHOW)
         await session.flush()
         metrics.count("telemesh.visits.no_show", "Visits marked no-show")
-        return session_pb2.MarkNoShowResponse(visit=await to_proto(session, visit))
+        return visit
 
 
 async def overdue_visits(session: AsyncSession, grace: timedelta, limit: int = 100) -> list[str]:

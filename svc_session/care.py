@@ -7,11 +7,9 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session.models import PatientRow, VisitRow
-from telemesh.auth import require_service
 from telemesh.care import CareAnswer
 from telemesh.db import Database
 from telemesh.session.v1 import session_pb2
-from telemesh.validation import Violations
 
 # The services that ask (their own access rules rest on the answer).
 ASKING_SERVICES = ("consent", "billing", "signaling")
@@ -45,18 +43,3 @@ class LocalCareSource:
     async def lookup(self, patient_id: str, clinician_id: str) -> CareAnswer:
         async with self.db.read() as session:
             return await answer(session, patient_id, clinician_id)
-
-
-async def check(
-    db: Database, request: session_pb2.CheckCareRelationshipRequest
-) -> session_pb2.CheckCareRelationshipResponse:
-    require_service(*ASKING_SERVICES)
-    violations = Violations()
-    violations.identifier("patient_id", request.patient_id)
-    violations.identifier("clinician_id", request.clinician_id, required=False)
-    violations.raise_if_any()
-    async with db.read() as session:
-        found = await answer(session, request.patient_id, request.clinician_id)
-    return session_pb2.CheckCareRelationshipResponse(
-        patient_exists=found.patient_exists, has_relationship=found.has_relationship
-    )

@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session.access import require_participant
 from svc_session.store import load_visit, visit_work
-from telemesh.auth import current_principal
+from telemesh.auth import Principal
 from telemesh.errors import FailedPrecondition
 from telemesh.identity.signing_keys import SigningKey
 from telemesh.session.v1 import session_pb2
-from telemesh.timestamps import timestamp
-from telemesh.validation import Violations
 
 ISSUER = "telemesh-session"
 AUDIENCE = "telemesh-signaling"
@@ -40,29 +39,28 @@ JOINABLE = {
     ),
     "patient": frozenset({S.VISIT_STATE_CHECKED_IN, S.VISIT_STATE_IN_PROGRESS}),
 }
-ROLES = {
-    "patient": session_pb2.ParticipantRole.PARTICIPANT_ROLE_PATIENT,
-    "clinician": session_pb2.ParticipantRole.PARTICIPANT_ROLE_CLINICIAN,
-}
-
 TelehealthCheck = Callable[[str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expire_time: datetime
+    role: str  # "patient" or "clinician"
 
 
 async def issue(
     session: AsyncSession,
-    request: session_pb2.IssueJoinTokenRequest,
+    principal: Principal,
+    visit_id: str,
     *,
     key: SigningKey,
     ttl_seconds: int,
     window_before: timedelta,
     window_after: timedelta,
     telehealth_permitted: TelehealthCheck,
-) -> session_pb2.IssueJoinTokenResponse:
-    principal = current_principal()
-    check = Violations()
-    check.required("visit_id", request.visit_id)
-    check.raise_if_any()
-    visit = await load_visit(session, request.visit_id)
+) -> IssuedToken:
+    visit = await load_visit(session, visit_id)
     with visit_work(visit, "join token"):
         role = require_participant(visit, principal)
         if visit.state not in JOINABLE[role]:
@@ -94,13 +92,9 @@ async def issue(
             "jti": str(uuid.uuid4()),
         }
         token = key.sign(claims, ttl_seconds)
-        return session_pb2.IssueJoinTokenResponse(
-            join_token=token,
-            expire_time=timestamp(now + timedelta(seconds=ttl_seconds)),
-            role=ROLES[role],
-        )
+        return IssuedToken(token, now + timedelta(seconds=ttl_seconds), role)
 
 
-def keys(key: SigningKey) -> session_pb2.GetJoinTokenKeysResponse:
-    current_principal()
-    return session_pb2.GetJoinTokenKeysResponse(jwks_json=json.dumps(key.jwks()))
+def keys_json(key: SigningKey) -> str:
+    """The public keys that verify join tokens (a JWKS)."""
+    return json.dumps(key.jwks())

@@ -4,7 +4,7 @@ the sealed diagnosis codes. Who may touch a visit is in `access`; its proto view
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -87,7 +87,7 @@ def transition(
     session.add(visit)
 
 
-def closed_seconds(periods: list[ConnectedPeriodRow]) -> int:
+def closed_seconds(periods: Sequence[ConnectedPeriodRow]) -> int:
     return int(
         sum((p.end_time - p.start_time).total_seconds() for p in periods if p.end_time is not None)
     )

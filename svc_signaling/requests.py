@@ -117,3 +117,85 @@ def quality(check: Violations, value: signaling_pb2.CallQuality) -> None:
     check.check(0 <= value.fraction_lost <= 1, "quality.fraction_lost", "must be 0 to 1")
     check.check(value.frames_received >= 0, "quality.frames_received", "must be >= 0")
     check.check(value.audio_packets_received >= 0, "quality.audio_packets_received", "must be >= 0")
+
+
+# --- whole requests: each raises INVALID_ARGUMENT with every bad field ------------------
+
+
+def join(request: signaling_pb2.JoinRoomRequest) -> None:
+    check = Violations()
+    check.required("join_token", request.join_token)
+    resume_after(check, request.resume_after_sequence)
+    check.raise_if_any()
+
+
+def room_only(request: RoomCall) -> None:
+    """A room call with nothing but the request and room ids."""
+    room_call(request).raise_if_any()
+
+
+def session_description(
+    request: signaling_pb2.SendSessionDescriptionRequest, settings: SignalingSettings
+) -> None:
+    check = room_call(request)
+    description(check, "description", request.description, settings)
+    check.raise_if_any()
+
+
+def ice_candidates(
+    request: signaling_pb2.SendIceCandidatesRequest, settings: SignalingSettings
+) -> None:
+    check = room_call(request)
+    candidates(check, list(request.candidates), settings)
+    check.raise_if_any()
+
+
+def connection_report(request: signaling_pb2.ReportConnectionStateRequest) -> None:
+    check = room_call(request)
+    check.check(request.state in REPORTED_STATES, "state", "is not a connection state")
+    check.raise_if_any()
+
+
+def quality_report(request: signaling_pb2.ReportCallQualityRequest) -> None:
+    check = room_call(request)
+    quality(check, request.quality)
+    check.raise_if_any()
+
+
+def precall_start(
+    request: signaling_pb2.StartPreCallCheckRequest, settings: SignalingSettings
+) -> None:
+    check = Violations()
+    check.uuid("request_id", request.request_id)
+    description(
+        check, "offer", request.offer, settings, allowed=frozenset({signaling_pb2.SDP_TYPE_OFFER})
+    )
+    check.raise_if_any()
+
+
+def precall_id(request: signaling_pb2.GetPreCallCheckRequest) -> str:
+    check = Violations()
+    check.required("check_id", request.check_id)
+    check.raise_if_any()
+    return request.check_id
+
+
+# Why the session service may close a room: the visit is over.
+ENDINGS = frozenset(
+    {
+        signaling_pb2.ROOM_CLOSE_REASON_VISIT_ENDED,
+        signaling_pb2.ROOM_CLOSE_REASON_VISIT_CANCELLED,
+        signaling_pb2.ROOM_CLOSE_REASON_NO_SHOW,
+    }
+)
+
+
+def room_closing(request: signaling_pb2.CloseRoomRequest) -> tuple[str, int]:
+    """The visit whose room closes, and why."""
+    check = Violations()
+    check.required("visit_id", request.visit_id)
+    check.check(
+        request.reason in ENDINGS, "reason", "must be VISIT_ENDED, VISIT_CANCELLED or NO_SHOW"
+    )
+    check.raise_if_any()
+    return request.visit_id, request.reason

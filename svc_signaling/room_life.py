@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from svc_signaling import convert
 from svc_signaling.connected_time import settle
 from svc_signaling.consent_link import RECORDING, TELEHEALTH, ConsentLink
 from svc_signaling.models import locked_record
@@ -73,7 +74,7 @@ class RoomLife:
         if room.closed:
             return
 
-        name = signaling_pb2.RoomCloseReason.Name(reason)  # type: ignore[arg-type]
+        name = convert.close_reason_name(reason)
 
         async def work(session: AsyncSession) -> None:
             await locked_record(session, room.room_id, close_reason=name, recording=False)

@@ -13,7 +13,7 @@ import grpc
 from google.protobuf.message import Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_signaling import requests
+from svc_signaling import convert, requests
 from svc_signaling.access import RoomAccess
 from svc_signaling.consent_link import RECORDING, TELEHEALTH
 from svc_signaling.ice_servers import ice_servers_for
@@ -34,7 +34,6 @@ from telemesh.idempotency import request_digest, run_idempotent
 from telemesh.logs import log
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 from telemesh.tracing.visit import visit_span
-from telemesh.validation import Violations
 
 if TYPE_CHECKING:
     from svc_signaling.consent_link import ConsentLink
@@ -50,15 +49,6 @@ logger = logging.getLogger("telemesh.signaling")
 R = TypeVar("R", bound=Message)
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 Context = grpc.aio.ServicerContext[Any, Any]
-
-# Why the session service may close a room: the visit is over.
-ENDINGS = frozenset(
-    {
-        signaling_pb2.ROOM_CLOSE_REASON_VISIT_ENDED,
-        signaling_pb2.ROOM_CLOSE_REASON_VISIT_CANCELLED,
-        signaling_pb2.ROOM_CLOSE_REASON_NO_SHOW,
-    }
-)
 
 ENDING_STATES = frozenset(
     {
@@ -136,7 +126,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
             raise FailedPrecondition(
                 "ROOM_CLOSED",
                 "the room is closed",
-                {"reason": signaling_pb2.RoomCloseReason.Name(room.close_reason)},  # type: ignore[arg-type]
+                {"reason": convert.close_reason_name(room.close_reason)},
             )
 
     @staticmethod
@@ -167,10 +157,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self, request: signaling_pb2.JoinRoomRequest, context: Context
     ) -> AsyncIterator[signaling_pb2.JoinRoomResponse]:
         principal = require_role("patient", "clinician")
-        check = Violations()
-        check.required("join_token", request.join_token)
-        requests.resume_after(check, request.resume_after_sequence)
-        check.raise_if_any()
+        requests.join(request)
         claims = await self.access.own_join_token(request.join_token, principal)
         room = await self.deps.registry.for_join(claims)
         room.traceparent = claims.traceparent or room.traceparent
@@ -211,36 +198,24 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def SendSessionDescription(
         self, request: signaling_pb2.SendSessionDescriptionRequest, context: Context
     ) -> signaling_pb2.SendSessionDescriptionResponse:
-        check = requests.room_call(request)
-        requests.description(check, "description", request.description, self.settings)
-        check.raise_if_any()
+        requests.session_description(request, self.settings)
         return await self._forward(
             "SendSessionDescription",
             request,
             signaling_pb2.SendSessionDescriptionResponse,
-            lambda role: signaling_pb2.JoinRoomResponse(
-                session_description=signaling_pb2.SessionDescriptionReceived(
-                    from_role=role, description=request.description
-                )
-            ),
+            lambda sender: convert.description_received(sender, request.description),
         )
 
     @in_visit_trace("ice candidates")
     async def SendIceCandidates(
         self, request: signaling_pb2.SendIceCandidatesRequest, context: Context
     ) -> signaling_pb2.SendIceCandidatesResponse:
-        check = requests.room_call(request)
-        requests.candidates(check, list(request.candidates), self.settings)
-        check.raise_if_any()
+        requests.ice_candidates(request, self.settings)
         return await self._forward(
             "SendIceCandidates",
             request,
             signaling_pb2.SendIceCandidatesResponse,
-            lambda role: signaling_pb2.JoinRoomResponse(
-                ice_candidates=signaling_pb2.IceCandidatesReceived(
-                    from_role=role, candidates=request.candidates
-                )
-            ),
+            lambda sender: convert.candidates_received(sender, request.candidates),
         )
 
     async def _forward(
@@ -276,7 +251,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
     async def _clinicians_room(self, request: Any, what: str) -> Room:
         """The open room of a call only its clinician may make (`what` they do)."""
-        requests.room_call(request).raise_if_any()
+        requests.room_only(request)
         room, role = await self.access.member(request.room_id)
         if role != CLINICIAN:
             raise PermissionDenied("CLINICIAN_ONLY", f"only the visit's clinician {what}")
@@ -332,9 +307,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def ReportConnectionState(
         self, request: signaling_pb2.ReportConnectionStateRequest, context: Context
     ) -> signaling_pb2.ReportConnectionStateResponse:
-        check = requests.room_call(request)
-        check.check(request.state in requests.REPORTED_STATES, "state", "is not a connection state")
-        check.raise_if_any()
+        requests.connection_report(request)
         room, role = await self.access.member(request.room_id)
 
         async def report() -> signaling_pb2.ReportConnectionStateResponse:
@@ -367,9 +340,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def ReportCallQuality(
         self, request: signaling_pb2.ReportCallQualityRequest, context: Context
     ) -> signaling_pb2.ReportCallQualityResponse:
-        check = requests.room_call(request)
-        requests.quality(check, request.quality)
-        check.raise_if_any()
+        requests.quality_report(request)
         room, role = await self.access.member(request.room_id)
 
         async def record() -> signaling_pb2.ReportCallQualityResponse:
@@ -416,7 +387,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
     async def LeaveRoom(
         self, request: signaling_pb2.LeaveRoomRequest, context: Context
     ) -> signaling_pb2.LeaveRoomResponse:
-        requests.room_call(request).raise_if_any()
+        requests.room_only(request)
         room, role = await self.access.member(request.room_id)
 
         async def leave() -> signaling_pb2.LeaveRoomResponse:
@@ -456,16 +427,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self, request: signaling_pb2.StartPreCallCheckRequest, context: Context
     ) -> signaling_pb2.StartPreCallCheckResponse:
         principal = require_role("patient", "clinician")
-        check = Violations()
-        check.uuid("request_id", request.request_id)
-        requests.description(
-            check,
-            "offer",
-            request.offer,
-            self.settings,
-            allowed=frozenset({signaling_pb2.SDP_TYPE_OFFER}),
-        )
-        check.raise_if_any()
+        requests.precall_start(request, self.settings)
 
         async def start() -> signaling_pb2.StartPreCallCheckResponse:
             try:
@@ -474,12 +436,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
                 )
             except ValueError:
                 raise invalid("offer.sdp", "the offer could not be used") from None
-            return signaling_pb2.StartPreCallCheckResponse(
-                check_id=started.check_id,
-                answer=signaling_pb2.SessionDescription(
-                    type=signaling_pb2.SDP_TYPE_ANSWER, sdp=started.answer_sdp
-                ),
-            )
+            return convert.precall_started(started.check_id, started.answer_sdp)
 
         return await self._relay_once(
             "StartPreCallCheck",
@@ -493,25 +450,16 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self, request: signaling_pb2.GetPreCallCheckRequest, context: Context
     ) -> signaling_pb2.GetPreCallCheckResponse:
         principal = current_principal()
-        check = Violations()
-        check.required("check_id", request.check_id)
-        check.raise_if_any()
-        return self.deps.precall.get(
-            (principal.role, principal.subject), request.check_id
-        ).response()
+        check_id = requests.precall_id(request)
+        return self.deps.precall.get((principal.role, principal.subject), check_id).response()
 
     async def CloseRoom(
         self, request: signaling_pb2.CloseRoomRequest, context: Context
     ) -> signaling_pb2.CloseRoomResponse:
         require_service("session")
-        check = Violations()
-        check.required("visit_id", request.visit_id)
-        check.check(
-            request.reason in ENDINGS, "reason", "must be VISIT_ENDED, VISIT_CANCELLED or NO_SHOW"
-        )
-        check.raise_if_any()
-        room = await self.deps.registry.of_visit(request.visit_id)
+        visit_id, reason = requests.room_closing(request)
+        room = await self.deps.registry.of_visit(visit_id)
         if room is None or room.closed:
             return signaling_pb2.CloseRoomResponse(closed=False)
-        await self.deps.rooms.close(room, request.reason)
+        await self.deps.rooms.close(room, reason)
         return signaling_pb2.CloseRoomResponse(closed=True)

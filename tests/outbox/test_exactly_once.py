@@ -21,6 +21,7 @@ from tests.support.flows import Flows, Metadata, Visit, rid, ts
 from tests.support.harness import REPO, Stack
 
 VISITS = 500
+PILE_UP = 20  # visits completed while billing or the relay is down
 PATIENTS = 25
 WORKERS = 8
 
@@ -100,19 +101,23 @@ async def test_500_completions_through_crashes_make_exactly_500_charges(
         while not queue.empty():
             await visit(queue.get_nowait())
 
+    async def completions_reach(count: int) -> None:
+        while len(completed) < count:
+            progress.clear()
+            await progress.wait()
+
     async def chaos() -> None:
         billing = stack["billing"]
         for threshold, victim in ((100, "billing"), (250, "billing"), (350, "relay")):
-            while len(completed) < threshold:
-                progress.clear()
-                await progress.wait()
+            await completions_reach(threshold)
+            # Down until more visits complete: their events pile up in the outbox.
             if victim == "billing":
                 billing.kill()
-                await asyncio.sleep(1.0)  # events pile up while billing is down
+                await completions_reach(threshold + PILE_UP)
                 await asyncio.to_thread(billing.restart)
             else:
                 relay.kill()
-                await asyncio.sleep(0.5)
+                await completions_reach(threshold + PILE_UP)
                 relay.start()
 
     try:

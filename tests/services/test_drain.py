@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from tests.support.flows import rid
 from tests.support.harness import Stack
+from tests.support.polling import eventually
 
 
 @contextmanager
@@ -59,7 +60,11 @@ async def test_sigterm_lets_the_in_flight_call_finish(
             assert not call.done()
             assert service.process is not None
             service.process.terminate()  # SIGTERM
-            await asyncio.sleep(0.5)
+
+            async def draining() -> bool:
+                return '"message": "draining"' in service.logs()
+
+            await eventually(draining)
             assert service.running, "the process waits for its in-flight call"
             release()
         reply = await call

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -133,13 +132,12 @@ async def test_a_whole_visit_records_every_transition_and_its_connected_time(flo
             metadata=signaling,
         )
 
+    # Event times come from the peers: no waiting, and every figure below is exact.
     # A peer clock a minute behind: connected time still counts from admission only.
     await report(P.CONNECTION_EVENT_KIND_CONNECTED, admitted_at - timedelta(seconds=60))
-    await asyncio.sleep(1.1)
-    await report(P.CONNECTION_EVENT_KIND_DISCONNECTED, datetime.now(UTC))
-    await report(P.CONNECTION_EVENT_KIND_CONNECTED, datetime.now(UTC))
-    await report(P.CONNECTION_EVENT_KIND_CONNECTED, datetime.now(UTC))  # already open
-    await asyncio.sleep(1.1)
+    await report(P.CONNECTION_EVENT_KIND_DISCONNECTED, admitted_at + timedelta(seconds=2))
+    await report(P.CONNECTION_EVENT_KIND_CONNECTED, admitted_at + timedelta(seconds=3))
+    await report(P.CONNECTION_EVENT_KIND_CONNECTED, admitted_at + timedelta(seconds=4))  # open
     done = await flows.complete(visit, codes=("J06.9", "R05.9"), audio_only=True)
     assert done.state == S.VISIT_STATE_COMPLETED
     assert [(t.from_state, t.to_state, t.actor_id) for t in done.transitions] == [
@@ -148,10 +146,20 @@ async def test_a_whole_visit_records_every_transition_and_its_connected_time(flo
         (S.VISIT_STATE_CHECKED_IN, S.VISIT_STATE_IN_PROGRESS, visit.clinician_id),
         (S.VISIT_STATE_IN_PROGRESS, S.VISIT_STATE_COMPLETED, visit.clinician_id),
     ]
-    assert len(done.connected_periods) == 2
+    periods = [
+        (p.start_time.ToDatetime(tzinfo=UTC), p.end_time.ToDatetime(tzinfo=UTC))
+        for p in done.connected_periods
+    ]
     assert all(p.HasField("end_time") for p in done.connected_periods), "completion closes the call"
-    assert done.connected_periods[0].start_time.ToDatetime(tzinfo=UTC) == admitted_at
-    assert 2 <= done.connected_seconds <= 5
+    assert periods[0] == (admitted_at, admitted_at + timedelta(seconds=2))
+    second_start, second_end = periods[1]
+    assert second_start == admitted_at + timedelta(seconds=3), "a repeated CONNECTED is a no-op"
+    completed_at = done.transitions[-1].transition_time.ToDatetime(tzinfo=UTC)
+    assert second_end == max(completed_at, second_start), "closed at completion, never negative"
+    assert len(periods) == 2
+    assert done.connected_seconds == int(
+        sum((end - start).total_seconds() for start, end in periods)
+    )
     assert done.patient_location == P.PATIENT_LOCATION_OTHER
     assert list(done.diagnosis_codes) == ["J06.9", "R05.9"]
     assert done.audio_only

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from svc_session import visits
+from svc_session import convert, requests, visits
 from svc_session.models import ConnectedPeriodRow, VisitRow, VisitTransitionRow
-from telemesh.auth import Principal, bind
+from telemesh.auth import Principal
 from telemesh.db import Database
 from telemesh.session.v1 import session_pb2
 from tests.support.harness import migrated_database
@@ -87,17 +87,16 @@ def statements(db: Database) -> Iterator[list[str]]:
 
 
 async def _page_cost(db: Database, patient_id: str, size: int) -> tuple[int, int]:
-    bind(Principal("patient", patient_id), None)
+    wanted = requests.visit_query(
+        session_pb2.ListVisitsRequest(patient_id=patient_id, page_size=size)
+    )
     with statements(db) as seen:
         async with db.read() as session:
-            answer = await visits.list_visits(
-                session,
-                None,  # type: ignore[arg-type]  # no completed visit: no codes to open
-                session_pb2.ListVisitsRequest(patient_id=patient_id, page_size=size),
-            )
-    assert all(len(v.transitions) == 3 for v in answer.visits)
-    assert all(v.connected_seconds > 0 for v in answer.visits)
-    return len(answer.visits), len(seen)
+            page = await visits.list_visits(session, Principal("patient", patient_id), wanted)
+    answer = convert.visit_page(page, cipher=None)  # no completed visit: no codes to open
+    assert all(len(v.transitions) == 3 for v in answer)
+    assert all(v.connected_seconds > 0 for v in answer)
+    return len(answer), len(seen)
 
 
 async def test_a_page_of_visits_costs_the_same_queries_at_any_size(db: Database) -> None:

@@ -13,9 +13,10 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session import booking, visits
+from svc_session import booking, convert, visits
 from svc_session.models import SlotClaimRow, VisitRow
-from telemesh.auth import Principal, bind
+from svc_session.requests import CheckIn, Completion
+from telemesh.auth import Principal
 from telemesh.db import Database
 from telemesh.errors import FailedPrecondition
 from telemesh.field_crypto import FieldCipher, FieldKeys
@@ -65,11 +66,10 @@ async def test_overdue_booked_visits_become_no_shows(db: Database) -> None:
     assert waiting not in found, "a patient in the waiting room is not a no-show"
     sweeper = Principal("service", "session")
     async with db.write() as session:
-        reply = await booking.mark_no_show(
-            session, session_pb2.MarkNoShowRequest(visit_id=overdue), GRACE, sweeper
-        )
-    assert reply.visit.state == S.VISIT_STATE_NO_SHOW
-    assert (reply.visit.transitions[-1].actor_role, reply.visit.transitions[-1].actor_id) == (
+        marked = await booking.mark_no_show(session, sweeper, overdue, GRACE, by_sweeper=True)
+        reply = await convert.visit(session, marked)
+    assert reply.state == S.VISIT_STATE_NO_SHOW
+    assert (reply.transitions[-1].actor_role, reply.transitions[-1].actor_id) == (
         "service",
         "session",
     )
@@ -83,30 +83,19 @@ async def test_overdue_booked_visits_become_no_shows(db: Database) -> None:
 @pytest.mark.parametrize("action", ["check_in", "admit", "complete", "no_show"])
 async def test_nothing_follows_a_no_show(db: Database, action: str) -> None:
     visit_id = await _visit(db, timedelta(minutes=20), S.VISIT_STATE_NO_SHOW)
-    bind(
-        Principal(
-            "patient" if action == "check_in" else "clinician",
-            "p-1" if action == "check_in" else "c-1",
-        ),
-        None,
-    )
+    patient, clinician = Principal("patient", "p-1"), Principal("clinician", "c-1")
     calls: dict[str, Callable[[AsyncSession], Awaitable[object]]] = {
         "check_in": lambda s: visits.check_in(
-            s,
-            session_pb2.CheckInRequest(
-                visit_id=visit_id, patient_location=session_pb2.PATIENT_LOCATION_HOME
-            ),
-            GRACE,
+            s, patient, CheckIn(visit_id, session_pb2.PATIENT_LOCATION_HOME), GRACE
         ),
-        "admit": lambda s: visits.admit(s, session_pb2.AdmitPatientRequest(visit_id=visit_id)),
+        "admit": lambda s: visits.admit(s, clinician, visit_id),
         "complete": lambda s: visits.complete(
             s,
             FieldCipher(FieldKeys.parse(f"k1:{base64.b64encode(bytes(32)).decode()}")),
-            session_pb2.CompleteVisitRequest(visit_id=visit_id, diagnosis_codes=["J06.9"]),
+            clinician,
+            Completion(visit_id, ("J06.9",), audio_only=False),
         ),
-        "no_show": lambda s: booking.mark_no_show(
-            s, session_pb2.MarkNoShowRequest(visit_id=visit_id), GRACE
-        ),
+        "no_show": lambda s: booking.mark_no_show(s, clinician, visit_id, GRACE),
     }
     with pytest.raises(FailedPrecondition) as caught:
         async with db.write() as session:
