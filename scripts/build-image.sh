@@ -34,11 +34,19 @@ echo "build-image: wheelhouse (pip wheel, on the host)" >&2
 PYTHONWARNINGS=ignore "$python" -m pip wheel --quiet --wheel-dir "$out/wheelhouse" \
   --constraint "$out/constraints.txt" "./$out/src" 2> >(grep -v '^WARNING: Location' >&2)
 
-args=(--tag "$image" --file Containerfile --layers)
+# No intermediate images are kept (--layers=false): the wheelhouse changes with every
+# change to the code, so a cached install step would hardly ever be reused.
+args=(--tag "$image" --file Containerfile --layers=false)
 if [ -n "${BASE_IMAGE:-}" ]; then
   args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 fi
 echo "build-image: podman build $image${BASE_IMAGE:+ from $BASE_IMAGE}" >&2
+previous=$("$podman" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 "$podman" build --quiet "${args[@]}" --build-arg "VERSION=$version" . >/dev/null
+current=$("$podman" image inspect --format '{{.Id}}' "$image")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+  # The image this name held before, unless a container or another name still uses it.
+  "$podman" rmi "$previous" >/dev/null 2>&1 || true
+fi
 size=$("$podman" image inspect --format '{{.Size}}' "$image")
 echo "$image $(( size / 1000000 )) MB"
