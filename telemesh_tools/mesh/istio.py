@@ -206,8 +206,9 @@ def _service_deployment(allowlist: AllowList, service: str) -> dict[str, Any]:
                             "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
                             "readinessProbe": {**probe, "periodSeconds": 5},
                             "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-                            # No CPU limit: throttling a gRPC server only adds latency;
-                            # the request is what the scheduler and the autoscaler count.
+                            # A service idles at about 100 MiB (RSS, in the image). No
+                            # CPU limit: throttling a gRPC server only adds latency; the
+                            # request is what the scheduler and the autoscaler count.
                             "resources": {
                                 "requests": {
                                     "cpu": "100m",
