@@ -24,6 +24,10 @@ from tests.containers import podman
 from tests.support.flows import rid
 from tests.support.harness import Tokens, create_pg_database, drop_pg_database
 
+# Whichever test runs first also builds the image (on a fresh machine: debootstrap, and
+# pip downloading every wheel), which can take longer than the default timeout.
+pytestmark = pytest.mark.timeout(900)
+
 INSPECT = """
 import importlib, json, os, shutil, subprocess
 found = {tool: shutil.which(tool) for tool in ("gcc", "cc", "make", "pip", "pip3")}

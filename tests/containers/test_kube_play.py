@@ -46,6 +46,10 @@ from tests.support import kustomize
 from tests.support.flows import rid
 from tests.support.harness import REPO, Tokens, create_pg_database, drop_pg_database
 
+# Whichever test runs first also builds the image (on a fresh machine: debootstrap, and
+# pip downloading every wheel), which can take longer than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
     containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]

@@ -22,6 +22,10 @@ from tests.containers import podman
 from tests.containers.stack import ContainerMesh
 from tests.support.harness import create_pg_database, drop_pg_database
 
+# Whichever test runs first also builds the image (on a fresh machine: debootstrap, and
+# pip downloading every wheel), which can take longer than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
 RULES_IN_CONTAINER = "/etc/telemesh/billing/demo-coding-rules.yaml"
 
 
