@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,15 +139,16 @@ def container(
     *,
     env: Mapping[str, str],
     log_path: Path,
-    health: str,
     state: Path,
+    health: str = "",
+    ready: Callable[[], bool] | None = None,
     mounts: Sequence[tuple[Path, str, str]] = (),
     owned: Sequence[Path] = (),
 ) -> Container:
     """A service container locked down as the Kubernetes manifests lock it down:
     read-only root, a tmpfs for scratch, its own empty `state` folder as TELEMESH_HOME
     (the pod's emptyDir), no capabilities, no privilege escalation, the image's own
-    user; host network. Ready when `health` answers SERVING."""
+    user; host network. Ready when `health` answers SERVING (or when `ready()` says so)."""
     state.mkdir(mode=0o700)
     command = [
         str(PODMAN),
@@ -177,6 +178,6 @@ def container(
         command,
         dict(os.environ),
         log_path,
-        ready=grpc_health_probe(health),
+        ready=ready or grpc_health_probe(health),
         owned=[state, *owned],
     )

@@ -1,11 +1,14 @@
 """The image itself, and each service started from it with `podman run` (host network,
 locked down as the Kubernetes manifests lock it down): it migrates its own PostgreSQL
 database, answers health SERVING, serves an authenticated call, and drains and exits
-cleanly on SIGTERM (the service is PID 1 in its container)."""
+cleanly on SIGTERM (the service is PID 1 in its container). The standalone outbox relay
+runs from the same image beside the session service, on its database and PHI keys."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -95,6 +98,8 @@ def test_each_service_starts_from_the_image_migrates_postgresql_and_serves(
     shutil.copy(tokens.issuer.jwks_path, jwks / "jwks.json")
     addresses = {service: f"127.0.0.1:{free_port()}" for service in SERVICES}
     run = uuid.uuid4().hex[:8]
+    # The relay reads the session's sealed outbox: both take the same PHI keys.
+    phi_keys = f"k1:{base64.b64encode(os.urandom(32)).decode()}"
     containers = {}
     for service in SERVICES:
         env = {
@@ -105,6 +110,7 @@ def test_each_service_starts_from_the_image_migrates_postgresql_and_serves(
             "TELEMESH_DRAIN_SECONDS": "5",
             "OTEL_TRACES_EXPORTER": "none",
             "OTEL_METRICS_EXPORTER": "none",
+            "TELEMESH_SESSION_PHI_KEYS": phi_keys,
             **{f"TELEMESH_{peer.upper()}_ADDR": addresses[peer] for peer in SERVICES},
         }
         containers[service] = podman.container(
@@ -118,11 +124,29 @@ def test_each_service_starts_from_the_image_migrates_postgresql_and_serves(
             mounts=[(jwks, JWKS_DIR, "ro")],
             owned=[jwks, jwks / "jwks.json"],
         )
+    relay_log = tmp_path / "relay.log"
+    containers["relay"] = podman.container(
+        f"telemesh-test-{run}-relay",
+        image.id,
+        ["python", "-m", "telemesh.outbox_relay", "--service", "session"],
+        env={
+            "TELEMESH_DATABASE_URL": databases["session"],
+            "TELEMESH_SESSION_PHI_KEYS": phi_keys,
+            "TELEMESH_BILLING_ADDR": addresses["billing"],
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+        },
+        log_path=relay_log,
+        state=tmp_path / "state-relay",
+        ready=lambda: relay_log.exists() and '"message": "relaying"' in relay_log.read_text(),
+    )
     try:
-        for running in containers.values():
-            running.start()
-        for running in containers.values():
-            running.wait_ready(120)  # SERVING: migrations ran before the server started
+        for service in SERVICES:
+            containers[service].start()
+        for service in SERVICES:
+            # SERVING: migrations ran before the server started.
+            containers[service].wait_ready(120)
+        containers["relay"].start().wait_ready(60)  # on the migrated session database
         revisions = {service: migrated_revision(databases[service]) for service in SERVICES}
         assert all(revisions.values()), revisions
         # An end-user call: the token verified against the mounted JWKS, the write in
@@ -143,9 +167,10 @@ def test_each_service_starts_from_the_image_migrates_postgresql_and_serves(
             )
         assert reply.clinician.clinician_id == "c-container"
         stop_all(containers.values())
-        for service, running in containers.items():
+        for name, running in containers.items():
             assert running.process is not None
-            assert running.process.returncode == 0, (service, running.logs()[-3000:])
-            assert '"message": "stopped"' in running.logs(), service
+            assert running.process.returncode == 0, (name, running.logs()[-3000:])
+        for service in SERVICES:
+            assert '"message": "stopped"' in containers[service].logs(), service
     finally:
         stop_all(containers.values())
