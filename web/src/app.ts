@@ -2,7 +2,7 @@
 import { createTelemesh, type Telemesh } from "@telemesh/client";
 import { loadSettings, saveSignIn, signOut } from "./config";
 import { readClaims, type TokenClaims } from "./identity";
-import { byId, fill, h } from "./ui";
+import { byId, configureErrors, field, fill, h } from "./ui";
 
 export interface SignedIn {
   api: Telemesh;
@@ -15,22 +15,19 @@ export interface SignedIn {
 export async function signIn(app: "patient" | "clinician"): Promise<SignedIn | null> {
   const settings = await loadSettings(app);
   const claims = settings.token ? readClaims(settings.token) : null;
-  const who = byId("who");
   if (!settings.token || !claims || claims.role !== app) {
     showSignInForm(
       app,
       settings.edgeUrl,
-      settings.token && claims ? `This token is for a ${claims.role}.` : "",
+      settings.token && claims ? `This sign-in code is for a ${claims.role}, not a ${app}.` : "",
     );
     return null;
   }
-  const signOutLink = h("a", { href: "#", id: "sign-out" }, "Sign out");
-  signOutLink.addEventListener("click", (event) => {
-    event.preventDefault();
+  configureErrors(settings.edgeUrl, () => {
     signOut(app);
     location.reload();
   });
-  fill(who, `Signed in as ${claims.subject} (${claims.role}) `, signOutLink);
+  showSignedIn("");
   const token = settings.token;
   return {
     api: createTelemesh({ baseUrl: settings.edgeUrl, token }),
@@ -40,23 +37,42 @@ export async function signIn(app: "patient" | "clinician"): Promise<SignedIn | n
   };
 }
 
+/** The header's "signed in" line: the person's name once the profile is known. */
+export function showSignedIn(name: string): void {
+  const who = byId("who");
+  if (who.dataset.state === "expired") return; // the sign-in is gone: say so, not "signed in"
+  const signOutButton = h("button", { type: "button", id: "sign-out", class: "secondary" }, "Sign out");
+  signOutButton.addEventListener("click", () => {
+    const app = document.body.dataset.app ?? "";
+    signOut(app);
+    location.reload();
+  });
+  who.dataset.state = "signed-in";
+  fill(
+    who,
+    name ? h("span", { "data-testid": "signed-in-name" }, `Signed in as ${name}`) : "",
+    signOutButton,
+  );
+}
+
 function showSignInForm(app: string, edgeUrl: string, problem: string): void {
-  const token = h("textarea", { id: "sign-in-token", rows: 4, placeholder: "eyJ..." });
-  const edge = h("input", { id: "sign-in-edge", value: edgeUrl });
+  const token = h("textarea", { id: "sign-in-token", rows: 4, autocomplete: "off", spellcheck: "false" });
+  const edge = h("input", { id: "sign-in-edge", value: edgeUrl, type: "url" });
   const button = h("button", { type: "submit" }, "Sign in");
   const form = h(
     "form",
-    { id: "sign-in" },
-    h("h2", {}, "Sign in"),
+    { id: "sign-in", "aria-labelledby": "sign-in-title" },
+    h("h2", { id: "sign-in-title" }, "Sign in"),
     h(
       "p",
       {},
-      `Paste a ${app} token from the dev issuer: `,
+      `Paste the sign-in code you were given. On a development machine, make one with `,
       h("code", {}, `.venv/bin/telemesh token --${app} ID`),
+      ".",
     ),
-    problem && h("p", { class: "problem" }, problem),
-    h("label", {}, h("span", {}, "Token"), token),
-    h("label", {}, h("span", {}, "Edge"), edge),
+    problem && h("p", { class: "problem", role: "alert" }, problem),
+    field("Sign-in code", token),
+    field("Service address", edge, "Leave this as it is unless you were told otherwise."),
     button,
   );
   form.addEventListener("submit", (event) => {

@@ -1,23 +1,82 @@
-// The clinician's app: profile and weekly hours, the schedule and waiting room, admitting
-// the patient, the call, and completing the visit with its diagnosis codes.
+// The clinician's app: the profile first (with a time-zone picker), then the waiting room,
+// the visit room (admit, call, complete), the schedule and the weekly hours (the saved
+// hours shown and edited).
 import { Code, ConnectError } from "@connectrpc/connect";
-import { newRequestId, session, timestampDate, visitHeaders, type Telemesh } from "@telemesh/client";
-import { localMedia, signIn, type SignedIn } from "./app";
+import {
+  newRequestId,
+  session,
+  timestampDate,
+  timestampFromDate,
+  visitHeaders,
+  type Telemesh,
+} from "@telemesh/client";
+import { localMedia, showSignedIn, signIn, type SignedIn } from "./app";
 import { exposeCall } from "./debug";
 import "./styles.css";
-import { byId, enumLabel, field, fill, formatTime, h, onClick, showError } from "./ui";
+import {
+  bringIntoView,
+  byId,
+  field,
+  fieldsOf,
+  fill,
+  formatDuration,
+  formatTime,
+  h,
+  onClick,
+  showError,
+  VIEWER_ZONE,
+} from "./ui";
 import { callSection, VisitCall } from "./visit-call";
+import { isOpen, VISIT_STATE_WORDS } from "./words";
 
-const DAYS: [session.DayOfWeek, string][] = [
-  [session.DayOfWeek.MONDAY, "Mon"],
-  [session.DayOfWeek.TUESDAY, "Tue"],
-  [session.DayOfWeek.WEDNESDAY, "Wed"],
-  [session.DayOfWeek.THURSDAY, "Thu"],
-  [session.DayOfWeek.FRIDAY, "Fri"],
-  [session.DayOfWeek.SATURDAY, "Sat"],
-  [session.DayOfWeek.SUNDAY, "Sun"],
+const DAYS: [session.DayOfWeek, string, string][] = [
+  [session.DayOfWeek.MONDAY, "Mon", "Monday"],
+  [session.DayOfWeek.TUESDAY, "Tue", "Tuesday"],
+  [session.DayOfWeek.WEDNESDAY, "Wed", "Wednesday"],
+  [session.DayOfWeek.THURSDAY, "Thu", "Thursday"],
+  [session.DayOfWeek.FRIDAY, "Fri", "Friday"],
+  [session.DayOfWeek.SATURDAY, "Sat", "Saturday"],
+  [session.DayOfWeek.SUNDAY, "Sun", "Sunday"],
 ];
 const SCHEDULE_REFRESH_MS = 3000;
+const SLOT_CHOICES = [5, 10, 15, 20, 30, 45, 60];
+const DAY_MS = 24 * 3600 * 1000;
+
+/** Every IANA time zone the browser knows, the viewer's own and UTC included. */
+function timeZones(): string[] {
+  const known = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  return [...new Set([...known, "UTC", VIEWER_ZONE])].sort();
+}
+
+function section(id: string, title: string, ...children: (Node | string | null)[]): HTMLElement {
+  return h(
+    "section",
+    { id, "aria-labelledby": `${id}-title` },
+    h("h2", { id: `${id}-title`, tabindex: -1 }, title),
+    ...children,
+  );
+}
+
+interface PublishedHours {
+  days: session.DayOfWeek[];
+  start: string;
+  end: string;
+  slotMinutes: number;
+}
+
+/** A date's weekday and HH:MM in a zone. */
+function localParts(date: Date, timeZone: string): { day: number; time: string } {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    weekday: "short",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  }).formatToParts(date);
+  const get = (type: string) => parts.find((p) => p.type === type)?.value ?? "";
+  const day = DAYS.find(([, short]) => short === get("weekday"))?.[0] ?? 0;
+  return { day, time: `${get("hour")}:${get("minute")}` };
+}
 
 class ClinicianPage {
   private readonly api: Telemesh;
@@ -25,6 +84,9 @@ class ClinicianPage {
   private profile: session.Clinician | undefined;
   private call: VisitCall | null = null;
   private visit: session.Visit | null = null;
+  private completed = false;
+  private patientNames = new Map<string, string>();
+  private scheduleKey = "";
 
   constructor(signedIn: SignedIn) {
     this.api = signedIn.api;
@@ -34,53 +96,88 @@ class ClinicianPage {
   async render(): Promise<void> {
     fill(
       byId("main"),
-      h("section", { id: "profile" }, h("h2", {}, "My profile"), h("div", { id: "profile-body" })),
-      this.hoursSection(),
-      h(
-        "section",
-        { id: "waiting-room" },
-        h("h2", {}, "Waiting room"),
-        h("ul", { id: "waiting-list", "data-testid": "waiting-room" }),
+      section("profile", "Your profile", h("div", { id: "profile-body" })),
+      section(
+        "waiting-room",
+        "Waiting room",
+        h("ul", { id: "waiting-list", "data-testid": "waiting-room", class: "cards" }),
       ),
-      h("section", { id: "schedule" }, h("h2", {}, "Schedule"), h("div", { id: "schedule-body" })),
       this.roomSection(),
-      callSection("Patient"),
+      callSection("the patient", "Leave the call"),
+      section("schedule", "Your visits", h("div", { id: "schedule-body" })),
+      this.hoursSection(),
     );
     exposeCall(() => this.call);
-    await Promise.all([this.loadProfile(), this.loadSchedule()]).catch((error) => showError(error));
-    setInterval(() => void this.loadSchedule().catch(() => undefined), SCHEDULE_REFRESH_MS);
+    onClick(byId<HTMLButtonElement>("leave"), async () => this.call?.leave(), { enabled: () => false });
+    if (await this.loadProfile()) await this.loadRest();
+  }
+
+  private showSteps(ready: boolean): void {
+    for (const id of ["waiting-room", "schedule", "hours"]) byId(id).hidden = !ready;
+  }
+
+  private async loadRest(): Promise<void> {
+    await Promise.all([
+      this.loadSchedule().catch((error) => showError(error, { after: byId("schedule-title") })),
+      this.loadHours().catch((error) => showError(error, { after: byId("hours-title") })),
+    ]);
+    setInterval(
+      () => void this.loadSchedule().catch((error) => console.warn("schedule refresh failed", error)),
+      SCHEDULE_REFRESH_MS,
+    );
   }
 
   // --- profile and hours -------------------------------------------------------------
 
-  private async loadProfile(): Promise<void> {
+  private async loadProfile(): Promise<boolean> {
     const body = byId("profile-body");
+    this.showSteps(false);
     try {
       const { clinician } = await this.api.session.getClinician({ clinicianId: this.clinicianId });
       this.profile = clinician;
+      showSignedIn(clinician?.displayName ?? "");
       fill(
         body,
         h(
           "p",
           { "data-testid": "profile-ready" },
-          `${clinician?.displayName} (${this.clinicianId}), ${clinician?.timeZone}, practice ${clinician?.practiceId}`,
+          `${clinician?.displayName}, ${clinician?.timeZone}. Your clinician code for patients: `,
+          h("code", {}, this.clinicianId),
         ),
       );
+      this.showSteps(true);
+      return true;
     } catch (error) {
-      if (ConnectError.from(error).code !== Code.NotFound) throw error;
+      if (ConnectError.from(error).code !== Code.NotFound) {
+        showError(error, { after: byId("profile-title"), retry: () => location.reload() });
+        return false;
+      }
       this.profileForm(body);
+      return false;
     }
   }
 
   private profileForm(body: HTMLElement): void {
     const name = h("input", { id: "profile-name", autocomplete: "name" });
-    const zone = h("input", {
-      id: "profile-time-zone",
-      value: Intl.DateTimeFormat().resolvedOptions().timeZone,
-    });
-    const practice = h("input", { id: "profile-practice", value: "practice-1" });
-    const create = h("button", { id: "profile-create", type: "button" }, "Create my profile");
-    fill(body, field("Name", name), field("Time zone", zone), field("Practice id", practice), create);
+    const zone = h(
+      "select",
+      { id: "profile-time-zone" },
+      ...timeZones().map((z) => h("option", { value: z, selected: z === VIEWER_ZONE }, z)),
+    );
+    const practice = h("input", { id: "profile-practice", value: "practice-1", autocomplete: "off" });
+    const create = h("button", { id: "profile-create", type: "button" }, "Save my profile");
+    fill(
+      body,
+      h(
+        "p",
+        { class: "lead", "data-testid": "first-run" },
+        "Start here: your profile comes first. Then set your weekly hours so that patients can book.",
+      ),
+      field("Name patients will see", name),
+      field("Time zone", zone, "Your weekly hours are in this time zone."),
+      field("Practice code", practice),
+      create,
+    );
     onClick(
       create,
       async () => {
@@ -88,158 +185,309 @@ class ClinicianPage {
           requestId: newRequestId(),
           clinician: {
             clinicianId: this.clinicianId,
-            displayName: name.value,
+            displayName: name.value.trim(),
             timeZone: zone.value,
-            practiceId: practice.value,
+            practiceId: practice.value.trim(),
           },
         });
-        await this.loadProfile();
+        if (await this.loadProfile()) {
+          bringIntoView(byId("hours-title"));
+          await this.loadRest();
+        }
       },
-      "Create profile",
+      {
+        fields: fieldsOf({
+          "clinician.display_name": name,
+          "clinician.time_zone": zone,
+          "clinician.practice_id": practice,
+        }),
+      },
     );
   }
 
   private hoursSection(): HTMLElement {
-    const days = DAYS.map(([day, label]) => {
-      const box = h("input", {
-        type: "checkbox",
-        "data-day": day,
-        checked: day <= session.DayOfWeek.FRIDAY,
-      });
-      return h("label", { class: "inline" }, box, ` ${label}`);
+    const days = DAYS.map(([day, , long]) => {
+      const id = `hours-day-${day}`;
+      return h(
+        "div",
+        { class: "check" },
+        h("input", { type: "checkbox", id, "data-day": day, checked: day <= session.DayOfWeek.FRIDAY }),
+        h("label", { for: id }, long),
+      );
     });
-    const start = h("input", { id: "hours-start", value: "09:00", pattern: "\\d\\d:\\d\\d", size: 5 });
-    const end = h("input", { id: "hours-end", value: "17:00", pattern: "\\d\\d:\\d\\d", size: 5 });
-    const slot = h("input", { id: "hours-slot", type: "number", value: "15", min: 5, max: 240, step: 5 });
-    const save = h("button", { id: "hours-save", type: "button" }, "Set my hours");
-    const section = h(
-      "section",
-      { id: "hours" },
-      h("h2", {}, "My weekly hours"),
-      h("p", {}, "In your own time zone; times as HH:MM (24:00 for midnight at the end of a day)."),
-      h("div", { class: "days" }, ...days),
-      field("From", start),
-      field("Until", end),
-      field("Slot minutes", slot),
+    const start = h("input", {
+      id: "hours-start",
+      value: "09:00",
+      inputmode: "numeric",
+      autocomplete: "off",
+      size: 6,
+    });
+    const end = h("input", {
+      id: "hours-end",
+      value: "17:00",
+      inputmode: "numeric",
+      autocomplete: "off",
+      size: 6,
+    });
+    const slot = h(
+      "select",
+      { id: "hours-slot" },
+      ...SLOT_CHOICES.map((m) => h("option", { value: m, selected: m === 15 }, `${m} minutes`)),
+    );
+    const save = h("button", { id: "hours-save", type: "button" }, "Save my hours");
+    const daysGroup = h("fieldset", { id: "hours-days", class: "days" }, h("legend", {}, "Days"), ...days);
+    const element = section(
+      "hours",
+      "Your weekly hours",
+      h("p", { id: "hours-state", "data-testid": "hours-state", role: "status" }),
+      daysGroup,
+      h(
+        "div",
+        { class: "row" },
+        field("From", start, "HH:MM, 24-hour clock"),
+        field("Until", end, "HH:MM; 24:00 is midnight"),
+      ),
+      field("Visit length", slot),
       save,
-      h("p", { id: "hours-state", "data-testid": "hours-state" }),
     );
     onClick(
       save,
       async () => {
-        const chosen = days
-          .map((label) => label.querySelector("input")!)
+        const chosen = Array.from(daysGroup.querySelectorAll<HTMLInputElement>("input[data-day]"))
           .filter((box) => box.checked)
           .map((box) => Number(box.dataset.day) as session.DayOfWeek);
+        if (chosen.length === 0) throw new Error("Tick at least one day.");
         const { availability } = await this.api.session.setWeeklyAvailability({
           requestId: newRequestId(),
           clinicianId: this.clinicianId,
           timeZone: this.profile?.timeZone ?? "",
-          hours: chosen.map((day) => ({ day, startLocalTime: start.value, endLocalTime: end.value })),
+          hours: chosen.map((day) => ({
+            day,
+            startLocalTime: start.value.trim(),
+            endLocalTime: end.value.trim(),
+          })),
           slotMinutes: Number(slot.value),
         });
-        const state = byId("hours-state");
-        state.dataset.state = "saved";
-        fill(
-          state,
-          `Saved: ${availability?.hours.length ?? 0} periods a week, ${availability?.slotMinutes} minute slots, ${availability?.timeZone}.`,
-        );
+        if (availability) {
+          this.showHours(
+            {
+              days: availability.hours.map((hours) => hours.day),
+              start: availability.hours[0]?.startLocalTime ?? start.value,
+              end: availability.hours[0]?.endLocalTime ?? end.value,
+              slotMinutes: availability.slotMinutes,
+            },
+            "saved",
+          );
+        }
+        byId("hours-state").focus();
       },
-      "Set my hours",
+      {
+        fields: fieldsOf({
+          "hours.start_local_time": start,
+          "hours.end_local_time": end,
+          "hours.day": daysGroup,
+          hours: daysGroup,
+          slot_minutes: slot,
+          time_zone: start,
+        }),
+      },
     );
-    return section;
+    return element;
+  }
+
+  /** The published hours, read back from the free slots of the next seven days (the
+   * session service has no call that returns the weekly hours themselves). */
+  private async loadHours(): Promise<void> {
+    const zone = this.profile?.timeZone || "UTC";
+    const from = new Date(Date.now() + DAY_MS);
+    from.setUTCHours(0, 0, 0, 0);
+    const until = new Date(from.getTime() + 7 * DAY_MS);
+    const byDay = new Map<number, { start: string; end: string }>();
+    let slotMinutes = 0;
+    let pageToken = "";
+    try {
+      for (let page = 0; page < 10; page++) {
+        const reply = await this.api.session.listSlots({
+          clinicianId: this.clinicianId,
+          startTime: timestampFromDate(from),
+          endTime: timestampFromDate(until),
+          pageSize: 500,
+          pageToken,
+        });
+        for (const slot of reply.slots) {
+          if (!slot.startTime || !slot.endTime) continue;
+          const begin = timestampDate(slot.startTime);
+          const finish = timestampDate(slot.endTime);
+          slotMinutes ||= Math.round((finish.getTime() - begin.getTime()) / 60000);
+          const a = localParts(begin, zone);
+          const b = localParts(finish, zone);
+          const endTime = b.day !== a.day && b.time === "00:00" ? "24:00" : b.time;
+          const known = byDay.get(a.day);
+          byDay.set(a.day, {
+            start: known && known.start < a.time ? known.start : a.time,
+            end: known && known.end > endTime ? known.end : endTime,
+          });
+        }
+        pageToken = reply.nextPageToken;
+        if (!pageToken) break;
+      }
+    } catch (error) {
+      if (ConnectError.from(error).code === Code.FailedPrecondition) {
+        fill(byId("hours-state"), "You have not set your hours yet: patients cannot book you until you do.");
+        byId("hours-state").dataset.state = "none";
+        return;
+      }
+      throw error;
+    }
+    if (byDay.size === 0) {
+      fill(byId("hours-state"), "You have no free hours in the coming week.");
+      byId("hours-state").dataset.state = "none";
+      return;
+    }
+    const first = [...byDay.values()][0]!;
+    this.showHours({ days: [...byDay.keys()], start: first.start, end: first.end, slotMinutes }, "loaded");
+  }
+
+  /** Says which hours are published and puts them in the form, to be edited. */
+  private showHours(hours: PublishedHours, state: "saved" | "loaded"): void {
+    const names = DAYS.filter(([day]) => hours.days.includes(day)).map(([, , long]) => long);
+    const zone = this.profile?.timeZone ?? "";
+    const status = byId("hours-state");
+    status.dataset.state = state;
+    status.tabIndex = -1;
+    fill(
+      status,
+      `${state === "saved" ? "Saved. " : ""}Your hours: ${names.join(", ")}, ${hours.start} to ${hours.end} (${zone}), ` +
+        `${hours.slotMinutes}-minute visits.`,
+    );
+    for (const box of document.querySelectorAll<HTMLInputElement>("#hours-days input[data-day]")) {
+      box.checked = hours.days.includes(Number(box.dataset.day));
+    }
+    byId<HTMLInputElement>("hours-start").value = hours.start;
+    byId<HTMLInputElement>("hours-end").value = hours.end;
+    const slot = byId<HTMLSelectElement>("hours-slot");
+    if (!SLOT_CHOICES.includes(hours.slotMinutes))
+      slot.append(h("option", { value: hours.slotMinutes }, `${hours.slotMinutes} minutes`));
+    slot.value = String(hours.slotMinutes);
   }
 
   // --- schedule and waiting room -------------------------------------------------------
 
+  private async patientName(visit: session.Visit): Promise<string> {
+    const known = this.patientNames.get(visit.patientId);
+    if (known) return known;
+    const name = await this.api.session
+      .getPatient({ patientId: visit.patientId }, { headers: visitHeaders(visit) })
+      .then(({ patient }) => patient?.displayName || "")
+      .catch(() => "");
+    if (name) this.patientNames.set(visit.patientId, name);
+    return name || "A patient";
+  }
+
   private async loadSchedule(): Promise<void> {
     const { visits } = await this.api.session.listVisits({ clinicianId: this.clinicianId, pageSize: 50 });
-    const waiting = visits.filter(
+    const sorted = [...visits].sort(
+      (a, b) =>
+        (a.startTime ? timestampDate(a.startTime).getTime() : 0) -
+        (b.startTime ? timestampDate(b.startTime).getTime() : 0),
+    );
+    const names = new Map<string, string>();
+    for (const visit of sorted) names.set(visit.patientId, await this.patientName(visit));
+    const key = JSON.stringify([
+      sorted.map((v) => [v.visitId, v.state, v.connectedSeconds.toString()]),
+      this.visit?.visitId ?? "",
+      [...names],
+    ]);
+    if (key === this.scheduleKey) return; // nothing changed: a focused button stays
+    this.scheduleKey = key;
+    const waiting = sorted.filter(
       (v) => v.state === session.VisitState.CHECKED_IN || v.state === session.VisitState.IN_PROGRESS,
     );
     fill(
       byId("waiting-list"),
       ...(waiting.length === 0
-        ? [h("li", {}, "Nobody is waiting.")]
+        ? [h("li", { class: "empty" }, "Nobody is waiting.")]
         : waiting.map((visit) => {
             const open = h("button", { type: "button", "data-testid": "open-room" }, "Open the room");
-            onClick(open, async () => this.openRoom(visit), "Open the room");
+            onClick(open, async () => this.openRoom(visit, names.get(visit.patientId) ?? ""));
             return h(
               "li",
-              { "data-visit-id": visit.visitId, "data-state": session.VisitState[visit.state] },
-              `${formatTime(visit.startTime && timestampDate(visit.startTime))}: patient ${visit.patientId} `,
-              `(${enumLabel(session.VisitState, visit.state)}) `,
-              this.visit?.visitId === visit.visitId ? "" : open,
+              {
+                class: "card",
+                "data-visit-id": visit.visitId,
+                "data-state": session.VisitState[visit.state],
+              },
+              h("h3", {}, names.get(visit.patientId) ?? ""),
+              h(
+                "p",
+                {},
+                `${formatTime(visit.startTime && timestampDate(visit.startTime))}: ` +
+                  (visit.state === session.VisitState.CHECKED_IN ? "checked in and waiting" : "in the call"),
+              ),
+              this.visit?.visitId === visit.visitId ? h("p", { class: "note" }, "Open below.") : open,
             );
           })),
     );
+    const upcoming = sorted.filter(isOpen);
+    const past = sorted.filter((v) => !isOpen(v)).reverse();
+    const card = (visit: session.Visit) =>
+      h(
+        "li",
+        { class: "card", "data-visit-id": visit.visitId, "data-state": session.VisitState[visit.state] },
+        h("h3", {}, `${formatTime(visit.startTime && timestampDate(visit.startTime))}`),
+        h("p", {}, `${names.get(visit.patientId)}: ${VISIT_STATE_WORDS[visit.state] ?? ""}`),
+        visit.connectedSeconds
+          ? h("p", { class: "note" }, `Connected ${formatDuration(Number(visit.connectedSeconds))}`)
+          : null,
+      );
     fill(
       byId("schedule-body"),
-      visits.length === 0
-        ? h("p", {}, "No visits booked.")
-        : h(
-            "table",
-            {},
-            h(
-              "thead",
-              {},
-              h(
-                "tr",
-                {},
-                h("th", {}, "When"),
-                h("th", {}, "Patient"),
-                h("th", {}, "State"),
-                h("th", {}, "Connected"),
-              ),
-            ),
-            h(
-              "tbody",
-              {},
-              ...visits.map((visit) =>
-                h(
-                  "tr",
-                  { "data-visit-id": visit.visitId, "data-state": session.VisitState[visit.state] },
-                  h("td", {}, formatTime(visit.startTime && timestampDate(visit.startTime))),
-                  h("td", {}, visit.patientId),
-                  h("td", { class: "state" }, enumLabel(session.VisitState, visit.state)),
-                  h("td", {}, visit.connectedSeconds ? `${visit.connectedSeconds} s` : ""),
-                ),
-              ),
-            ),
-          ),
+      visits.length === 0 ? h("p", {}, "No visits booked yet.") : null,
+      upcoming.length > 0 ? h("h3", {}, "Upcoming") : null,
+      upcoming.length > 0
+        ? h("ul", { class: "cards", "aria-label": "Upcoming visits" }, ...upcoming.map(card))
+        : null,
+      past.length > 0 ? h("h3", {}, "Past") : null,
+      past.length > 0 ? h("ul", { class: "cards", "aria-label": "Past visits" }, ...past.map(card)) : null,
     );
   }
 
   // --- the room --------------------------------------------------------------------------
 
   private roomSection(): HTMLElement {
-    const admit = h("button", { id: "admit", type: "button", disabled: true }, "Admit the patient");
-    const codes = h("input", { id: "diagnosis", placeholder: "J06.9, R05.9" });
+    const admit = h("button", { id: "admit", type: "button", disabled: true }, "Let the patient in");
+    const codes = h("input", { id: "diagnosis", autocomplete: "off", autocapitalize: "characters" });
     const audioOnly = h("input", { id: "audio-only", type: "checkbox" });
-    const complete = h("button", { id: "complete", type: "button" }, "Complete the visit");
-    const leave = h("button", { id: "leave", type: "button" }, "Leave the room");
-    const section = h(
-      "section",
-      { id: "room", hidden: true },
-      h("h2", {}, "Visit room"),
+    const complete = h("button", { id: "complete", type: "button", disabled: true }, "Complete the visit");
+    const element = section(
+      "room",
+      "Visit room",
       h("p", { id: "room-visit", "data-testid": "room-visit" }),
+      h("p", {
+        id: "admit-state",
+        "data-testid": "admit-state",
+        "data-state": "waiting",
+        role: "status",
+        class: "badge",
+      }),
       admit,
       h(
         "div",
         { class: "complete" },
-        field("Diagnosis codes (ICD-10-CM)", codes),
-        h("label", { class: "inline" }, audioOnly, " The call was audio only"),
+        h("h3", {}, "Complete the visit"),
+        field("Diagnosis codes (ICD-10-CM)", codes, "For example J06.9, R05.9"),
+        h("div", { class: "check" }, audioOnly, h("label", { for: "audio-only" }, "The call was audio only")),
         complete,
-        leave,
       ),
-      h("p", { id: "complete-state", "data-testid": "complete-state" }),
+      h("p", { id: "complete-state", "data-testid": "complete-state", role: "status", tabindex: -1 }),
     );
+    element.hidden = true;
     admit.addEventListener("click", () => {
       // Not onClick(): the room's events, not the call's end, decide when it is enabled.
       admit.disabled = true;
       this.call?.admit().catch((error) => {
-        admit.disabled = false;
-        showError(error, "Admit");
+        this.updateRoom();
+        showError(error, { after: admit, retry: () => admit.click() });
       });
     });
     onClick(
@@ -256,53 +504,94 @@ class ClinicianPage {
           },
           { headers: visitHeaders(visit) },
         );
+        this.completed = true;
         const state = byId("complete-state");
         state.dataset.state = "completed";
-        fill(state, `Visit completed: ${reply.visit?.connectedSeconds ?? 0} s connected.`);
-        await this.call?.leave();
+        fill(
+          state,
+          `Visit completed. Connected for ${formatDuration(Number(reply.visit?.connectedSeconds ?? 0))}.`,
+        );
+        await this.call?.leave("You completed the visit.");
+        state.focus();
       },
-      "Complete",
+      {
+        fields: fieldsOf({ diagnosis_codes: codes, audio_only: audioOnly }),
+        enabled: () => this.canComplete(),
+      },
     );
-    onClick(leave, async () => this.call?.leave(), "Leave");
-    return section;
+    return element;
   }
 
-  private async openRoom(visit: session.Visit): Promise<void> {
-    if (this.call) throw new Error("you are already in a room");
+  private canComplete(): boolean {
+    return Boolean(this.call?.admitted) && !this.completed;
+  }
+
+  /** The room's buttons and words follow what the call knows: admitted, present, over. */
+  private updateRoom(): void {
+    const admit = byId<HTMLButtonElement>("admit");
+    const state = byId("admit-state");
+    const call = this.call;
+    const admitted = Boolean(call?.admitted);
+    const present = Boolean(call?.peerPresent);
+    admit.disabled = !call || admitted || !present;
+    admit.dataset.state = admitted ? "admitted" : present ? "ready" : "waiting";
+    state.dataset.state = this.completed
+      ? "completed"
+      : admitted
+        ? "admitted"
+        : present
+          ? "ready"
+          : "waiting";
+    fill(
+      state,
+      this.completed
+        ? "The visit is complete."
+        : admitted
+          ? present
+            ? "The patient is in the call."
+            : "The patient was let in and has stepped out."
+          : present
+            ? "The patient is in the waiting room."
+            : "Waiting for the patient to join.",
+    );
+    byId<HTMLButtonElement>("complete").disabled = !this.canComplete();
+  }
+
+  private async openRoom(visit: session.Visit, patient: string): Promise<void> {
+    if (this.call) throw new Error("You are already in a visit room. Leave it first.");
     const stream = await localMedia();
     this.visit = visit;
-    byId("room").hidden = false;
+    this.completed = false;
+    const room = byId("room");
+    room.hidden = false;
     fill(byId("complete-state"));
-    const patient = await this.api.session
-      .getPatient({ patientId: visit.patientId }, { headers: visitHeaders(visit) })
-      .then(({ patient }) => patient?.displayName ?? visit.patientId)
-      .catch(() => visit.patientId);
+    byId<HTMLInputElement>("diagnosis").value = "";
     fill(
       byId("room-visit"),
-      `Visit with ${patient} at ${formatTime(visit.startTime && timestampDate(visit.startTime))}`,
+      `Visit with ${patient}, booked for ${formatTime(visit.startTime && timestampDate(visit.startTime))}`,
     );
-    const admit = byId<HTMLButtonElement>("admit");
-    // The call keeps whether the patient is admitted and present; the button follows.
-    const update = () => {
-      const { admitted, peerPresent } = call;
-      admit.disabled = admitted || !peerPresent;
-      admit.dataset.state = admitted ? "admitted" : peerPresent ? "ready" : "waiting";
-      admit.textContent = admitted ? "Admitted" : "Admit the patient";
-    };
-    const call = new VisitCall(this.api, visit, "clinician", stream, {
-      joined: update,
-      admitted: update,
-      peer: update,
+    const leave = byId<HTMLButtonElement>("leave");
+    const call = new VisitCall(this.api, visit, "clinician", stream, patient, {
+      joined: () => {
+        leave.disabled = false;
+        this.updateRoom();
+      },
+      admitted: () => this.updateRoom(),
+      peer: () => this.updateRoom(),
       ended: () => {
         this.call = null;
         this.visit = null;
-        admit.disabled = true;
-        void this.loadSchedule().catch((error) => showError(error));
+        leave.disabled = true;
+        this.updateRoom();
+        if (!this.completed) room.hidden = true;
+        void this.loadSchedule().catch((error) => console.warn("schedule refresh failed", error));
       },
     });
     this.call = call;
+    this.updateRoom();
     call.start();
     await this.loadSchedule();
+    bringIntoView(byId("room-title"));
   }
 }
 

@@ -1,5 +1,7 @@
-// The patient's app: profile, consent, booking, pre-call check, check-in, waiting room,
-// the call, and the invoice.
+// The patient's app, in the order a first visit needs it: your details, consent, booking,
+// your visits (check-in when its window is open, the waiting room), the camera test, the
+// call, and your bills. The page follows the visit by itself (polling and the room's
+// stream): no reload is needed to see it end or its charge appear.
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   billing,
@@ -12,12 +14,28 @@ import {
   visitHeaders,
   type Telemesh,
 } from "@telemesh/client";
-import { localMedia, signIn, type SignedIn } from "./app";
+import { localMedia, showSignedIn, signIn, type SignedIn } from "./app";
 import { exposeCall } from "./debug";
 import { runPreCallCheck } from "./precall";
 import "./styles.css";
-import { byId, enumLabel, field, fill, formatMoney, formatTime, h, onClick, showError, sleep } from "./ui";
-import { callSection, VisitCall } from "./visit-call";
+import {
+  bringIntoView,
+  byId,
+  field,
+  fieldsOf,
+  fill,
+  formatClock,
+  formatDate,
+  formatMoney,
+  formatTime,
+  h,
+  onClick,
+  showError,
+  sleep,
+  VIEWER_ZONE,
+} from "./ui";
+import { callQuality, callSection, VisitCall } from "./visit-call";
+import { CHARGE_STATE_WORDS, isOpen, notBilledWords, VISIT_STATE_WORDS, voidedWords } from "./words";
 
 // The telehealth consent text the patient agrees to; its SHA-256 goes with the grant, so
 // the record names exactly this text. A new text needs a new version.
@@ -32,6 +50,10 @@ export const CONSENT_TEXT = [
 const DAY_MS = 24 * 3600 * 1000;
 const CHARGE_WAIT_MS = 30000;
 const BOOKING_LEAD_MS = 2 * 60 * 1000;
+// Check-in opens this long before the visit (the session service's default,
+// TELEMESH_JOIN_WINDOW_BEFORE_MINUTES) and closes when the slot ends.
+const CHECK_IN_OPENS_MINUTES = 15;
+const VISITS_REFRESH_MS = 3000;
 
 async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -42,11 +64,27 @@ function isoDate(date: Date): string {
   return date.toISOString().slice(0, 10);
 }
 
+const startOf = (visit: session.Visit) => (visit.startTime ? timestampDate(visit.startTime) : new Date(0));
+const endOf = (visit: session.Visit) => (visit.endTime ? timestampDate(visit.endTime) : new Date(0));
+
+function section(id: string, title: string, ...children: (Node | string)[]): HTMLElement {
+  return h(
+    "section",
+    { id, "aria-labelledby": `${id}-title` },
+    h("h2", { id: `${id}-title`, tabindex: -1 }, title),
+    ...children,
+  );
+}
+
 class PatientPage {
   private readonly api: Telemesh;
   private readonly patientId: string;
   private call: VisitCall | null = null;
-  private visitWatch: ReturnType<typeof setInterval> | undefined;
+  private callVisitId = "";
+  private visits: session.Visit[] = [];
+  private visitsKey = "";
+  private checkInTimer: ReturnType<typeof setTimeout> | undefined;
+  private chargesWanted = new Set<string>();
 
   constructor(private readonly signedIn: SignedIn) {
     this.api = signedIn.api;
@@ -56,69 +94,113 @@ class PatientPage {
   async render(): Promise<void> {
     fill(
       byId("main"),
-      h("section", { id: "profile" }, h("h2", {}, "My profile"), h("div", { id: "profile-body" })),
-      h(
-        "section",
-        { id: "consent" },
-        h("h2", {}, "Consent to video visits"),
-        h("div", { id: "consent-body" }),
-      ),
+      section("profile", "Your details", h("div", { id: "profile-body" })),
+      section("consent", "Consent to video visits", h("div", { id: "consent-body" })),
       this.bookSection(),
-      h("section", { id: "visits" }, h("h2", {}, "My visits"), h("div", { id: "visits-body" })),
+      section("visits", "Your visits", h("div", { id: "visits-body" })),
       this.preCallSection(),
-      callSection("Clinician"),
-      h("section", { id: "invoice" }, h("h2", {}, "Invoice"), h("div", { id: "invoice-body" })),
+      callSection("your clinician", "Leave the call"),
+      section("invoice", "Your bills", h("div", { id: "invoice-body" })),
     );
     exposeCall(() => this.call);
-    const leave = h("button", { id: "leave", type: "button" }, "Leave the call");
-    byId("call").append(leave);
-    onClick(leave, async () => this.call?.leave(), "Leave");
-    await Promise.all([this.loadProfile(), this.loadConsent(), this.loadVisits(), this.loadInvoice()]).catch(
-      (error) => showError(error),
-    );
+    onClick(byId<HTMLButtonElement>("leave"), async () => this.call?.leave(), { enabled: () => false });
+    const ready = await this.loadProfile();
+    this.showSteps(ready);
+    if (ready) await this.loadRest();
+  }
+
+  /** Until the profile exists, the other steps are not offered (they would only fail). */
+  private showSteps(ready: boolean): void {
+    for (const id of ["consent", "book", "visits", "precheck", "invoice"]) byId(id).hidden = !ready;
+  }
+
+  private async loadRest(): Promise<void> {
+    const place = { after: byId("profile") };
+    await Promise.all([
+      this.loadConsent().catch((error) => showError(error, { ...place, after: byId("consent-title") })),
+      this.loadVisits().catch((error) => showError(error, { ...place, after: byId("visits-title") })),
+      this.loadInvoice().catch((error) => showError(error, { ...place, after: byId("invoice-title") })),
+    ]);
+    setInterval(() => void this.followVisits(), VISITS_REFRESH_MS);
   }
 
   // --- profile --------------------------------------------------------------------
 
-  private async loadProfile(): Promise<void> {
+  /** Whether the profile exists (shown), else the form to create it. */
+  private async loadProfile(): Promise<boolean> {
     const body = byId("profile-body");
     try {
       const { patient } = await this.api.session.getPatient({ patientId: this.patientId });
-      fill(body, h("p", { "data-testid": "profile-ready" }, `${patient?.displayName} (${this.patientId})`));
+      const name = patient?.displayName ?? "";
+      showSignedIn(name);
+      fill(
+        body,
+        h("p", { "data-testid": "profile-ready" }, `${name}, born ${formatDate(patient?.birthDate ?? "")}`),
+      );
+      return true;
     } catch (error) {
-      if (ConnectError.from(error).code !== Code.NotFound) throw error;
+      const code = ConnectError.from(error).code;
+      if (code !== Code.NotFound) {
+        showError(error, { after: byId("profile-title"), retry: () => location.reload() });
+        return false;
+      }
       this.profileForm(body);
+      return false;
     }
   }
 
   private profileForm(body: HTMLElement): void {
     const name = h("input", { id: "profile-name", autocomplete: "name", required: true });
-    const birth = h("input", { id: "profile-birth-date", type: "date", required: true });
+    const birth = h("input", {
+      id: "profile-birth-date",
+      type: "date",
+      required: true,
+      autocomplete: "bday",
+    });
     const email = h("input", { id: "profile-email", type: "email", autocomplete: "email" });
     const phone = h("input", { id: "profile-phone", type: "tel", autocomplete: "tel" });
-    const create = h("button", { id: "profile-create", type: "button" }, "Create my profile");
+    const create = h("button", { id: "profile-create", type: "button" }, "Save my details");
     fill(
       body,
-      h("p", {}, "Tell your clinician who you are."),
-      field("Name", name),
+      h(
+        "p",
+        { class: "lead", "data-testid": "first-run" },
+        "Start here: tell us who you are. Then you can agree to video visits and book one.",
+      ),
+      field("Full name", name),
       field("Date of birth", birth),
-      field("Email", email),
-      field("Phone", phone),
+      field("Email (optional)", email),
+      field("Phone (optional)", phone),
       create,
     );
-    onClick(create, async () => {
-      await this.api.session.createPatient({
-        requestId: newRequestId(),
-        patient: {
-          patientId: this.patientId,
-          displayName: name.value,
-          birthDate: birth.value,
-          email: email.value,
-          phone: phone.value,
-        },
-      });
-      await this.loadProfile();
-    });
+    onClick(
+      create,
+      async () => {
+        await this.api.session.createPatient({
+          requestId: newRequestId(),
+          patient: {
+            patientId: this.patientId,
+            displayName: name.value.trim(),
+            birthDate: birth.value,
+            email: email.value.trim(),
+            phone: phone.value.trim(),
+          },
+        });
+        if (await this.loadProfile()) {
+          this.showSteps(true);
+          bringIntoView(byId("consent-title"));
+          await this.loadRest();
+        }
+      },
+      {
+        fields: fieldsOf({
+          "patient.display_name": name,
+          "patient.birth_date": birth,
+          "patient.email": email,
+          "patient.phone": phone,
+        }),
+      },
+    );
   }
 
   // --- consent --------------------------------------------------------------------
@@ -133,27 +215,38 @@ class PatientPage {
     const active = current?.state === consent.ConsentState.ACTIVE;
     const agree = h("input", { id: "consent-agree", type: "checkbox" });
     const grant = h("button", { id: "consent-grant", type: "button" }, "I agree");
-    const revoke = h("button", { id: "consent-revoke", type: "button" }, "Withdraw my consent");
-    const state = current
-      ? `${enumLabel(consent.ConsentState, current.state)} (text version ${current.textVersion}, recorded ${formatTime(
-          current.recordTime && timestampDate(current.recordTime),
-        )})`
-      : "not given";
+    const revoke = h(
+      "button",
+      { id: "consent-revoke", type: "button", class: "secondary" },
+      "Withdraw my consent",
+    );
+    const state = active
+      ? `You agreed on ${formatTime(current.recordTime && timestampDate(current.recordTime))}.`
+      : current?.state === consent.ConsentState.REVOKED
+        ? "You withdrew your consent. Agree again to join video visits."
+        : "You have not agreed yet. You need to agree before you can join a video visit.";
     fill(
       byId("consent-body"),
       h("pre", { id: "consent-text", class: "consent-text" }, CONSENT_TEXT),
       h(
         "p",
         { id: "consent-state", "data-testid": "consent-state", "data-state": active ? "active" : "none" },
-        `Your consent: ${state}`,
+        state,
       ),
-      active ? revoke : h("label", { class: "inline" }, agree, " I have read the text above and agree to it"),
+      active
+        ? revoke
+        : h(
+            "div",
+            { class: "check" },
+            agree,
+            h("label", { for: "consent-agree" }, "I have read the text above and agree to it"),
+          ),
       !active && grant,
     );
     onClick(
       grant,
       async () => {
-        if (!agree.checked) throw new Error("tick the box to agree to the text first");
+        if (!agree.checked) throw new Error("Tick the box to agree to the text first.");
         await this.api.consent.grantConsent({
           requestId: newRequestId(),
           patientId: this.patientId,
@@ -163,22 +256,21 @@ class PatientPage {
           captureMethod: consent.CaptureMethod.IN_APP,
         });
         await this.loadConsent();
+        byId("consent-state").focus();
       },
-      "Consent",
+      { fields: fieldsOf({}) },
     );
-    onClick(
-      revoke,
-      async () => {
-        if (!current) return;
-        await this.api.consent.revokeConsent({
-          requestId: newRequestId(),
-          consentId: current.consentId,
-          expectedVersion: current.version,
-        });
-        await this.loadConsent();
-      },
-      "Withdraw consent",
-    );
+    byId("consent-state").tabIndex = -1;
+    onClick(revoke, async () => {
+      if (!current) return;
+      await this.api.consent.revokeConsent({
+        requestId: newRequestId(),
+        consentId: current.consentId,
+        expectedVersion: current.version,
+      });
+      await this.loadConsent();
+      byId("consent-state").focus();
+    });
   }
 
   // --- booking --------------------------------------------------------------------
@@ -187,254 +279,363 @@ class PatientPage {
     const clinician = h("input", {
       id: "book-clinician",
       value: this.signedIn.params.get("clinician") ?? "",
+      autocomplete: "off",
+      autocapitalize: "none",
     });
-    const find = h("button", { id: "book-find", type: "button" }, "Find times");
-    const section = h(
-      "section",
-      { id: "book" },
-      h("h2", {}, "Book a visit"),
-      field("Clinician id", clinician),
+    const find = h("button", { id: "book-find", type: "button" }, "Show free times");
+    const result = h("div", { id: "slots-body", "data-outcome": "" });
+    const element = section(
+      "book",
+      "Book a visit",
+      field("Clinician code", clinician, "The code your clinic gave you."),
       find,
-      h("ul", { id: "slots", class: "slots" }),
+      result,
     );
-    onClick(find, async () => this.findSlots(clinician.value.trim()), "Find times");
-    return section;
+    onClick(find, async () => this.findSlots(clinician.value.trim()), {
+      fields: fieldsOf({ clinician_id: clinician }),
+    });
+    return element;
   }
 
   private async findSlots(clinicianId: string): Promise<void> {
+    if (!clinicianId) throw new Error("Enter the clinician code your clinic gave you.");
     // Times that start too soon to get ready for are not offered.
     const now = new Date(Date.now() + BOOKING_LEAD_MS);
     const { slots } = await this.api.session.listSlots({
       clinicianId,
       startTime: timestampFromDate(now),
       endTime: timestampFromDate(new Date(now.getTime() + 7 * DAY_MS)),
-      pageSize: 12,
+      pageSize: 8,
     });
-    const list = byId("slots");
+    const result = byId("slots-body");
     if (slots.length === 0) {
-      fill(list, h("li", {}, "No free times in the next week."));
+      fill(result, h("p", { role: "status" }, "No free times in the next week. Please try again later."));
       return;
     }
+    const list = h("ul", { id: "slots", class: "slots", "aria-labelledby": "slots-title" });
     fill(
+      result,
+      h("h3", { id: "slots-title", tabindex: -1 }, "Free times"),
+      h("p", { class: "hint" }, `Times are in your time zone (${VIEWER_ZONE}). Each button books that time.`),
       list,
-      ...slots.map((slot) => {
-        const button = h(
-          "button",
-          { type: "button", "data-testid": "slot" },
-          formatTime(slot.startTime && timestampDate(slot.startTime)),
-        );
-        onClick(
-          button,
-          async () => {
-            await this.api.session.bookVisit({
-              requestId: newRequestId(),
-              clinicianId,
-              patientId: this.patientId,
-              startTime: slot.startTime,
-            });
-            fill(list, h("li", { "data-testid": "booked" }, "Booked. See it under My visits."));
-            await this.loadVisits();
-          },
-          "Book",
-        );
-        return h("li", {}, button);
-      }),
     );
+    for (const slot of slots) {
+      const start = slot.startTime && timestampDate(slot.startTime);
+      const button = h(
+        "button",
+        { type: "button", "data-testid": "slot", class: "secondary" },
+        formatTime(start),
+      );
+      onClick(
+        button,
+        async () => {
+          await this.api.session.bookVisit({
+            requestId: newRequestId(),
+            clinicianId,
+            patientId: this.patientId,
+            startTime: slot.startTime,
+          });
+          fill(
+            result,
+            h(
+              "p",
+              { "data-testid": "booked", role: "status", class: "ok" },
+              `Booked for ${formatTime(start)}.`,
+            ),
+          );
+          await this.loadVisits();
+          const card = document.querySelector<HTMLElement>("#visits li.visit[data-state=BOOKED] h3");
+          if (card) bringIntoView(card);
+        },
+        { errorAfter: list },
+      );
+      list.append(h("li", {}, button));
+    }
+    bringIntoView(byId("slots-title"));
   }
 
   // --- visits ---------------------------------------------------------------------
 
+  /** Keeps the visits (and the bills of visits that just ended) current. */
+  private async followVisits(): Promise<void> {
+    try {
+      await this.loadVisits();
+    } catch (error) {
+      console.warn("refreshing the visits failed", error);
+    }
+  }
+
   private async loadVisits(): Promise<void> {
-    const { visits } = await this.api.session.listVisits({ patientId: this.patientId, pageSize: 20 });
-    const rows = visits.map((visit) => this.visitRow(visit));
+    const { visits } = await this.api.session.listVisits({ patientId: this.patientId, pageSize: 50 });
+    const before = new Map(this.visits.map((v) => [v.visitId, v.state]));
+    this.visits = visits;
+    // A visit that ended since we last looked: its charge comes shortly.
+    for (const visit of visits) {
+      const was = before.get(visit.visitId);
+      if (was !== undefined && was !== visit.state && visit.state === session.VisitState.COMPLETED) {
+        void this.waitForCharge(visit.visitId);
+      }
+      if (visit.visitId === this.callVisitId && !isOpen(visit) && this.call) {
+        await this.call.leave(
+          visit.state === session.VisitState.COMPLETED ? "The visit has ended." : "The call has ended.",
+        );
+      }
+    }
+    // Re-drawn only when something changed: a choice being made is not taken away.
+    const key = JSON.stringify([
+      visits.map((v) => [v.visitId, v.state, v.connectedSeconds.toString()]),
+      this.call ? this.callVisitId : "",
+      this.checkInOpen(),
+    ]);
+    if (key === this.visitsKey) return;
+    this.visitsKey = key;
+    this.renderVisits();
+  }
+
+  /** Which booked visits have their check-in window open now (a change re-draws). */
+  private checkInOpen(): string[] {
+    const now = Date.now();
+    return this.visits
+      .filter((v) => v.state === session.VisitState.BOOKED)
+      .filter(
+        (v) => startOf(v).getTime() - CHECK_IN_OPENS_MINUTES * 60000 <= now && now <= endOf(v).getTime(),
+      )
+      .map((v) => v.visitId);
+  }
+
+  private renderVisits(): void {
+    const upcoming = this.visits.filter(isOpen).sort((a, b) => startOf(a).getTime() - startOf(b).getTime());
+    const past = this.visits
+      .filter((v) => !isOpen(v))
+      .sort((a, b) => startOf(b).getTime() - startOf(a).getTime());
+    clearTimeout(this.checkInTimer);
+    const opensNext = upcoming
+      .filter((v) => v.state === session.VisitState.BOOKED)
+      .map((v) => startOf(v).getTime() - CHECK_IN_OPENS_MINUTES * 60000)
+      .filter((at) => at > Date.now())
+      .sort((a, b) => a - b)[0];
+    // Check-in is offered the moment its window opens, without a reload.
+    if (opensNext !== undefined && opensNext - Date.now() < 2 ** 31 - 1) {
+      this.checkInTimer = setTimeout(() => void this.followVisits(), opensNext - Date.now() + 500);
+    }
     fill(
       byId("visits-body"),
-      rows.length === 0
-        ? h("p", {}, "No visits yet.")
-        : h(
-            "table",
-            {},
-            h(
-              "thead",
-              {},
-              h(
-                "tr",
-                {},
-                h("th", {}, "When"),
-                h("th", {}, "Clinician"),
-                h("th", {}, "State"),
-                h("th", {}, ""),
-              ),
-            ),
-            h("tbody", {}, ...rows),
-          ),
+      upcoming.length === 0 && h("p", {}, "No upcoming visits. Book one above."),
+      upcoming.length > 0 &&
+        h(
+          "ul",
+          { class: "cards", "aria-label": "Upcoming visits" },
+          ...upcoming.map((v) => this.visitCard(v)),
+        ),
+      past.length > 0 && h("h3", {}, "Past visits"),
+      past.length > 0 &&
+        h("ul", { class: "cards", "aria-label": "Past visits" }, ...past.map((v) => this.visitCard(v))),
     );
   }
 
-  private visitRow(visit: session.Visit): HTMLTableRowElement {
-    const state = enumLabel(session.VisitState, visit.state);
-    const actions = h("td", { class: "actions" });
+  private visitCard(visit: session.Visit): HTMLLIElement {
+    const start = startOf(visit);
+    const titleId = `visit-${visit.visitId}-title`;
+    const lines: (HTMLElement | string)[] = [];
+    const actions = h("div", { class: "actions" });
+    const now = Date.now();
+    const opens = new Date(start.getTime() - CHECK_IN_OPENS_MINUTES * 60000);
+    let detail = "";
     if (visit.state === session.VisitState.BOOKED) {
-      const location = h(
-        "select",
-        { "data-testid": "check-in-location" },
-        h("option", { value: String(session.PatientLocation.HOME) }, "I am at home"),
-        h("option", { value: String(session.PatientLocation.OTHER) }, "I am elsewhere"),
-      );
-      const checkIn = h("button", { type: "button", "data-testid": "check-in" }, "Check in");
-      const cancel = h("button", { type: "button", "data-testid": "cancel" }, "Cancel");
-      actions.append(location, checkIn, cancel);
-      onClick(
-        checkIn,
-        async () => {
+      if (now < opens.getTime()) {
+        detail = `Check-in opens at ${formatClock(opens)}, ${CHECK_IN_OPENS_MINUTES} minutes before the visit.`;
+      } else if (now > endOf(visit).getTime()) {
+        detail = "The time for this visit has passed.";
+      } else {
+        detail = "Check-in is open. Tell us where you are, then check in.";
+        const locationId = `visit-${visit.visitId}-location`;
+        const location = h(
+          "select",
+          { id: locationId, "data-testid": "check-in-location" },
+          h("option", { value: String(session.PatientLocation.HOME) }, "At home"),
+          h("option", { value: String(session.PatientLocation.OTHER) }, "Somewhere else"),
+        );
+        const checkIn = h("button", { type: "button", "data-testid": "check-in" }, "Check in");
+        actions.append(field("Where are you right now?", location), checkIn);
+        onClick(checkIn, async () => {
           await this.api.session.checkIn(
             { requestId: newRequestId(), visitId: visit.visitId, patientLocation: Number(location.value) },
             { headers: visitHeaders(visit) },
           );
           await this.loadVisits();
-        },
-        "Check in",
+          document
+            .querySelector<HTMLElement>(`li.visit[data-visit-id="${visit.visitId}"] [data-testid=join]`)
+            ?.focus();
+        });
+      }
+      const cancel = h(
+        "button",
+        { type: "button", "data-testid": "cancel", class: "secondary" },
+        "Cancel this visit",
       );
-      onClick(
-        cancel,
-        async () => {
-          await this.api.session.cancelVisit(
-            {
-              requestId: newRequestId(),
-              visitId: visit.visitId,
-              reason: session.CancelReason.PATIENT_REQUEST,
-            },
-            { headers: visitHeaders(visit) },
-          );
-          await this.loadVisits();
-        },
-        "Cancel",
-      );
+      actions.append(cancel);
+      onClick(cancel, async () => {
+        await this.api.session.cancelVisit(
+          { requestId: newRequestId(), visitId: visit.visitId, reason: session.CancelReason.PATIENT_REQUEST },
+          { headers: visitHeaders(visit) },
+        );
+        await this.loadVisits();
+      });
     } else if (
-      !this.call &&
-      (visit.state === session.VisitState.CHECKED_IN || visit.state === session.VisitState.IN_PROGRESS)
+      visit.state === session.VisitState.CHECKED_IN ||
+      visit.state === session.VisitState.IN_PROGRESS
     ) {
-      const join = h("button", { type: "button", "data-testid": "join" }, "Join the waiting room");
-      actions.append(join);
-      onClick(join, async () => this.join(visit), "Join");
+      if (this.call && this.callVisitId === visit.visitId) {
+        detail = "You are in this visit's call (below).";
+      } else {
+        detail =
+          visit.state === session.VisitState.CHECKED_IN
+            ? "You are checked in. Join the waiting room when you are ready."
+            : "Your visit has started. Join the call.";
+        const join = h(
+          "button",
+          { type: "button", "data-testid": "join" },
+          visit.state === session.VisitState.CHECKED_IN ? "Join the waiting room" : "Join the call",
+        );
+        actions.append(join);
+        onClick(join, async () => this.join(visit));
+      }
+    } else if (visit.state === session.VisitState.COMPLETED) {
+      detail = visit.connectedSeconds
+        ? `The visit is complete. You were connected for ${Math.max(1, Math.round(Number(visit.connectedSeconds) / 60))} minute(s).`
+        : "The visit is complete.";
+    } else if (visit.state === session.VisitState.NO_SHOW) {
+      detail = "Nobody joined this visit in time.";
     }
+    lines.push(
+      h("p", { class: "state", "data-testid": "visit-state" }, VISIT_STATE_WORDS[visit.state] ?? ""),
+    );
+    if (detail) lines.push(h("p", { class: "detail" }, detail));
     return h(
-      "tr",
-      { "data-visit-id": visit.visitId, "data-state": session.VisitState[visit.state] },
-      h("td", {}, formatTime(visit.startTime && timestampDate(visit.startTime))),
-      h("td", {}, visit.clinicianId),
-      h("td", { class: "state" }, state),
-      actions,
+      "li",
+      {
+        class: "visit card",
+        "data-visit-id": visit.visitId,
+        "data-state": session.VisitState[visit.state],
+        "aria-labelledby": titleId,
+      },
+      h("h3", { id: titleId, tabindex: -1 }, `${formatTime(start)} with your clinician`),
+      ...lines,
+      actions.childElementCount ? actions : null,
     );
   }
 
   // --- pre-call check ---------------------------------------------------------------
 
   private preCallSection(): HTMLElement {
-    const start = h("button", { id: "precheck-start", type: "button" }, "Test my camera and connection");
-    const section = h(
-      "section",
-      { id: "precheck" },
-      h("h2", {}, "Pre-call check"),
-      h("p", {}, "Sends your camera and microphone to our test peer and back, and measures the path."),
+    const start = h("button", { id: "precheck-start", type: "button", class: "secondary" }, "Test my camera");
+    const element = section(
+      "precheck",
+      "Test your camera and connection",
+      h("p", {}, "Takes a few seconds. You will see yourself, and yourself as the clinician will see you."),
       start,
       h(
         "div",
         { class: "videos small" },
-        h("video", { id: "precheck-local", autoplay: true, muted: true, playsinline: true }),
-        h("video", { id: "precheck-echo", autoplay: true, muted: true, playsinline: true }),
+        h("video", {
+          id: "precheck-local",
+          autoplay: true,
+          muted: true,
+          playsinline: true,
+          "aria-label": "Your camera",
+        }),
+        h("video", {
+          id: "precheck-echo",
+          autoplay: true,
+          muted: true,
+          playsinline: true,
+          "aria-label": "Your camera as the clinician will see it",
+        }),
       ),
-      h("p", { id: "precheck-result", "data-testid": "precheck-result", "data-state": "" }),
+      h("p", { id: "precheck-result", "data-testid": "precheck-result", "data-state": "", role: "status" }),
     );
-    onClick(
-      start,
-      async () => {
-        const result = byId("precheck-result");
-        result.dataset.state = "running";
-        fill(result, "Checking...");
-        const stream = await localMedia();
-        for (const id of ["precheck-local", "precheck-echo"]) byId<HTMLVideoElement>(id).muted = true;
-        byId<HTMLVideoElement>("precheck-local").srcObject = stream;
-        try {
-          const check = await runPreCallCheck(this.api, stream, (echo) => {
-            byId<HTMLVideoElement>("precheck-echo").srcObject = echo;
-          });
-          const ok = check.state === signaling.PreCallCheckState.SUCCEEDED;
-          result.dataset.state = ok ? "succeeded" : "failed";
-          fill(
-            result,
-            ok
-              ? `Ready: round trip ${check.roundTripTimeMs.toFixed(1)} ms, loss ${(check.fractionLost * 100).toFixed(1)}%, ` +
-                  `jitter ${check.jitterMs.toFixed(1)} ms, ${check.framesReceived} video frames received by the test peer.`
-              : "The test peer could not connect to you: check your network.",
-          );
-        } catch (error) {
-          result.dataset.state = "failed";
-          fill(result, "The check could not run.");
-          throw error;
-        } finally {
-          for (const track of stream.getTracks()) track.stop();
-        }
-      },
-      "Pre-call check",
-    );
-    return section;
+    onClick(start, async () => {
+      const result = byId("precheck-result");
+      result.dataset.state = "running";
+      fill(result, "Testing...");
+      const stream = await localMedia();
+      for (const id of ["precheck-local", "precheck-echo"]) byId<HTMLVideoElement>(id).muted = true;
+      byId<HTMLVideoElement>("precheck-local").srcObject = stream;
+      try {
+        const check = await runPreCallCheck(this.api, stream, (echo) => {
+          byId<HTMLVideoElement>("precheck-echo").srcObject = echo;
+        });
+        const ok = check.state === signaling.PreCallCheckState.SUCCEEDED;
+        result.dataset.state = ok ? "succeeded" : "failed";
+        const quality = callQuality({
+          framesDecoded: Number(check.framesReceived),
+          framesReceived: Number(check.framesReceived),
+          audioPacketsReceived: 0,
+          roundTripTimeMs: check.roundTripTimeMs,
+          jitterMs: check.jitterMs,
+          fractionLost: check.fractionLost,
+          connectionState: "connected",
+        });
+        result.dataset.quality = quality;
+        fill(
+          result,
+          ok
+            ? `Your camera, microphone and connection work. Connection: ${quality}.`
+            : "We could not connect to the test service. Check your internet connection and try again.",
+        );
+      } catch (error) {
+        result.dataset.state = "failed";
+        fill(result);
+        throw error;
+      } finally {
+        for (const track of stream.getTracks()) track.stop();
+      }
+    });
+    return element;
   }
 
   // --- the call ---------------------------------------------------------------------
 
   private async join(visit: session.Visit): Promise<void> {
-    if (this.call) throw new Error("you are already in a call");
+    if (this.call) throw new Error("You are already in a call.");
     const stream = await localMedia();
-    this.call = new VisitCall(this.api, visit, "patient", stream, {
-      admitted: () => void this.loadVisits().catch((error) => showError(error)),
-      peer: (present) => {
-        if (!present) void this.checkVisitEnded(visit);
+    byId("call").dataset.visitId = visit.visitId;
+    const leave = byId<HTMLButtonElement>("leave");
+    this.callVisitId = visit.visitId;
+    this.call = new VisitCall(this.api, visit, "patient", stream, "Clinician", {
+      joined: () => {
+        leave.disabled = false;
       },
+      admitted: () => void this.followVisits(),
       ended: () => {
-        clearInterval(this.visitWatch);
         this.call = null;
+        leave.disabled = true;
         // The room closes when the visit ends: show how it ended, and its charge.
-        void this.checkVisitEnded(visit);
+        void this.followVisits();
       },
     });
     this.call.start();
     await this.loadVisits();
-    // The clinician completes the visit; we learn it when they leave or when we look.
-    this.visitWatch = setInterval(() => void this.checkVisitEnded(visit), 5000);
+    bringIntoView(byId("call-title")); // again: the visits above were drawn anew
   }
 
-  private async checkVisitEnded(visit: session.Visit): Promise<void> {
-    try {
-      const { visit: now } = await this.api.session.getVisit(
-        { visitId: visit.visitId },
-        { headers: visitHeaders(visit) },
-      );
-      const over = [session.VisitState.COMPLETED, session.VisitState.CANCELLED, session.VisitState.NO_SHOW];
-      if (!now || !over.includes(now.state)) {
-        if (!this.call) await this.loadVisits();
-        return;
-      }
-      clearInterval(this.visitWatch);
-      await this.call?.leave();
-      await this.loadVisits();
-      if (now.state === session.VisitState.COMPLETED) await this.waitForCharge(visit.visitId);
-    } catch (error) {
-      showError(error, "Visit");
-    }
-  }
+  // --- bills --------------------------------------------------------------------------
 
-  // --- invoice --------------------------------------------------------------------
-
-  /** The visit's charge is made after completion, by billing: wait until it shows. */
+  /** The visit's charge is made after completion, by billing: shown as soon as it exists. */
   private async waitForCharge(visitId: string): Promise<void> {
+    if (this.chargesWanted.has(visitId)) return;
+    this.chargesWanted.add(visitId);
     const deadline = Date.now() + CHARGE_WAIT_MS;
-    while (Date.now() < deadline) {
-      const { charges } = await this.api.billing.listCharges({ patientId: this.patientId, visitId });
-      if (charges.length > 0) break;
-      await sleep(1000);
+    try {
+      while (Date.now() < deadline) {
+        const { charges } = await this.api.billing.listCharges({ patientId: this.patientId, visitId });
+        if (charges.length > 0) break;
+        await sleep(1000);
+      }
+      await this.loadInvoice();
+    } catch (error) {
+      showError(error, { after: byId("invoice-title"), retry: () => void this.loadInvoice() });
     }
-    await this.loadInvoice();
   }
 
   private async loadInvoice(): Promise<void> {
@@ -449,57 +650,62 @@ class PatientPage {
     ]);
     const body = byId("invoice-body");
     if (charges.length === 0) {
-      fill(body, h("p", {}, "No charges yet."));
+      fill(body, h("p", {}, "No bills yet."));
       return;
     }
+    const sorted = [...charges].sort((a, b) => b.serviceDate.localeCompare(a.serviceDate));
     fill(
       body,
       h(
-        "table",
-        { "data-testid": "invoice" },
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ...["Date", "Visit", "Code", "State", "Amount", "Note"].map((title) => h("th", {}, title)),
-          ),
-        ),
-        h("tbody", {}, ...charges.map((charge) => chargeRow(charge))),
+        "ul",
+        { class: "cards", "data-testid": "invoice" },
+        ...sorted.map((charge) => this.chargeCard(charge)),
       ),
-      h("p", { "data-testid": "invoice-total", class: "total" }, `Total: ${formatMoney(statement.total)}`),
+      h(
+        "p",
+        { "data-testid": "invoice-total", class: "total" },
+        `Total for the last 12 months: ${formatMoney(statement.total)}`,
+      ),
     );
   }
-}
 
-function chargeRow(charge: billing.Charge): HTMLTableRowElement {
-  const notBillable = charge.state === billing.ChargeState.NOT_BILLABLE;
-  const voided = charge.state === billing.ChargeState.VOIDED;
-  // Not-billable and voided lines are owed nothing, whatever the fee schedule said.
-  const amount =
-    notBillable || voided
-      ? { currencyCode: charge.amount?.currencyCode ?? "", amountMinor: 0n }
-      : charge.amount;
-  const note = notBillable
-    ? charge.notBillableReason
-    : voided
-      ? `voided: ${charge.voidReason}`
-      : charge.modifiers.join(" ");
-  return h(
-    "tr",
-    {
-      "data-testid": "charge",
-      "data-visit-id": charge.visitId,
-      "data-state": billing.ChargeState[charge.state],
-    },
-    h("td", {}, charge.serviceDate),
-    h("td", {}, charge.visitId.slice(0, 8)),
-    h("td", {}, charge.procedureCode || "—"),
-    h("td", { class: "state" }, enumLabel(billing.ChargeState, charge.state)),
-    h("td", { class: "amount" }, formatMoney(amount)),
-    h("td", { class: "note" }, note),
-  );
+  private chargeCard(charge: billing.Charge): HTMLLIElement {
+    const notBillable = charge.state === billing.ChargeState.NOT_BILLABLE;
+    const voided = charge.state === billing.ChargeState.VOIDED;
+    // Not-billable and voided lines are owed nothing, whatever the fee schedule said.
+    const amount =
+      notBillable || voided
+        ? { currencyCode: charge.amount?.currencyCode ?? "", amountMinor: 0n }
+        : charge.amount;
+    const visit = this.visits.find((v) => v.visitId === charge.visitId);
+    const note = notBillable
+      ? notBilledWords(charge.notBillableReason)
+      : voided
+        ? voidedWords()
+        : `${CHARGE_STATE_WORDS[charge.state] ?? ""}${charge.audioOnly ? " (phone-only visit)" : ""}`;
+    return h(
+      "li",
+      {
+        class: "card charge",
+        "data-testid": "charge",
+        "data-visit-id": charge.visitId,
+        "data-state": billing.ChargeState[charge.state],
+      },
+      h(
+        "p",
+        { class: "charge-head" },
+        h(
+          "span",
+          {},
+          visit
+            ? `Video visit, ${formatTime(startOf(visit))}`
+            : `Video visit, ${formatDate(charge.serviceDate)}`,
+        ),
+        h("strong", { class: "amount" }, formatMoney(amount)),
+      ),
+      h("p", { class: "note" }, note),
+    );
+  }
 }
 
 async function main(): Promise<void> {

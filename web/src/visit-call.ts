@@ -1,49 +1,61 @@
 // A participant's side of a visit's call: the room stream, the peer connection, the
 // videos and chat on the page, and the reports (connection state, call quality) that
 // the signaling service uses for connected time and monitoring.
-import { formatError, signaling, type session, type Telemesh } from "@telemesh/client";
+import { describeError, signaling, type session, type Telemesh } from "@telemesh/client";
 import { PeerCall, type CallStats } from "./call";
+import { plainError } from "./errors";
 import { RoomConnection } from "./room";
-import { byId, enumLabel, fill, h } from "./ui";
+import { bringIntoView, byId, fill, h } from "./ui";
 
 export type Role = "patient" | "clinician";
 
 const QUALITY_EVERY_MS = 3000;
 
-/** The call's part of the page (created once; see callSection()). */
-export function callSection(peerLabel: string): HTMLElement {
+/** The call's part of the page (created once; see callSection()): the other person's
+ * video large, our own small in its corner, the state in words, a quality indicator, the
+ * chat, and the button to leave. */
+export function callSection(peerLabel: string, leaveLabel: string): HTMLElement {
   return h(
     "section",
-    { id: "call", hidden: true },
-    h("h2", {}, "Video call"),
-    h("p", { id: "call-status", "data-testid": "call-status", "data-state": "idle" }, ""),
+    { id: "call", hidden: true, "aria-labelledby": "call-title" },
+    h("h2", { id: "call-title", tabindex: -1 }, "Video call"),
+    h("p", { id: "call-status", "data-testid": "call-status", "data-state": "idle", role: "status" }, ""),
     h("p", { id: "call-stream", class: "note", "data-state": "" }, ""),
     h("p", { id: "call-problem", class: "problem" }, ""),
     h(
       "div",
-      { class: "videos" },
-      h(
-        "figure",
-        {},
-        h("video", { id: "local-video", autoplay: true, muted: true, playsinline: true }),
-        h("figcaption", {}, "You"),
-      ),
-      h(
-        "figure",
-        {},
-        h("video", { id: "remote-video", autoplay: true, playsinline: true }),
-        h("figcaption", {}, peerLabel),
-      ),
+      { class: "stage" },
+      h("video", {
+        id: "remote-video",
+        autoplay: true,
+        playsinline: true,
+        "aria-label": `Video of ${peerLabel}`,
+      }),
+      h("video", {
+        id: "local-video",
+        autoplay: true,
+        muted: true,
+        playsinline: true,
+        "aria-label": "Your own camera",
+      }),
+      h("p", { id: "call-quality", "data-testid": "call-quality", "data-quality": "", class: "quality" }, ""),
     ),
-    h("p", { id: "call-quality", "data-testid": "call-quality" }, ""),
+    h("button", { id: "leave", type: "button", class: "danger" }, leaveLabel),
     h(
       "div",
       { class: "chat" },
-      h("ol", { id: "chat-log", "data-testid": "chat-log" }),
+      h("h3", { id: "chat-title" }, "Messages"),
+      h("ol", {
+        id: "chat-log",
+        "data-testid": "chat-log",
+        "aria-labelledby": "chat-title",
+        "aria-live": "polite",
+      }),
       h(
         "form",
-        { id: "chat-form" },
-        h("input", { id: "chat-input", placeholder: "Message", autocomplete: "off" }),
+        { id: "chat-form", class: "inline-form" },
+        h("label", { for: "chat-input" }, "Message"),
+        h("input", { id: "chat-input", autocomplete: "off" }),
         h("button", { id: "chat-send", type: "submit" }, "Send"),
       ),
     ),
@@ -56,9 +68,24 @@ function setStatus(text: string, state: string): void {
   fill(status, text);
 }
 
-function addChat(who: string, text: string): void {
-  byId("chat-log").append(h("li", { "data-from": who }, `${who}: ${text}`));
+function addChat(who: "me" | "peer", label: string, text: string): void {
+  byId("chat-log").append(h("li", { "data-from": who }, h("strong", {}, `${label}: `), text));
 }
+
+/** How the call sounds and looks, from its measurements: good, fair or poor. */
+export function callQuality(stats: CallStats): "good" | "fair" | "poor" {
+  if (stats.roundTripTimeMs > 600 || stats.fractionLost > 0.1 || stats.jitterMs > 100) return "poor";
+  if (stats.roundTripTimeMs > 300 || stats.fractionLost > 0.03 || stats.jitterMs > 30) return "fair";
+  return "good";
+}
+
+const CLOSED_WORDS: Record<number, string> = {
+  [signaling.RoomCloseReason.VISIT_ENDED]: "The visit has ended.",
+  [signaling.RoomCloseReason.CONSENT_REVOKED]:
+    "The call ended because consent to video visits was withdrawn.",
+  [signaling.RoomCloseReason.VISIT_CANCELLED]: "The visit was cancelled.",
+  [signaling.RoomCloseReason.NO_SHOW]: "The visit was marked as missed.",
+};
 
 /** The signaling service's ICE servers (STUN, TURN with credentials) for a peer connection. */
 export function toIceServers(servers: signaling.IceServer[]): RTCIceServer[] {
@@ -94,6 +121,7 @@ export class VisitCall {
     visit: session.Visit,
     private readonly role: Role,
     private readonly localStream: MediaStream,
+    private readonly peerLabel: string,
     private readonly hooks: VisitCallHooks = {},
   ) {
     this.room = new RoomConnection(api, visit, {
@@ -103,13 +131,13 @@ export class VisitCall {
       description: (description) => this.onDescription(description),
       candidates: (candidates) => this.call?.handleCandidates(candidates),
       admitted: () => this.onAdmitted(),
-      closed: (reason) => this.finish(`The room closed (${enumLabel(signaling.RoomCloseReason, reason)}).`),
-      stream: (state, detail) => {
+      closed: (reason) => this.finish(CLOSED_WORDS[reason] ?? "The call has ended.", "closed"),
+      stream: (state) => {
         const banner = byId("call-stream");
         banner.dataset.state = state;
-        fill(banner, state === "reconnecting" ? `Reconnecting to the room (${detail})...` : "");
+        fill(banner, state === "reconnecting" ? "The connection dropped. Reconnecting..." : "");
       },
-      failed: (error) => this.finish(formatError(error)),
+      failed: (error) => this.finish(plainError(error).message, "failed"),
       problem: (error) => this.problem(error),
     });
   }
@@ -117,6 +145,9 @@ export class VisitCall {
   /** Shows our camera and joins the room; the call starts once both may talk. */
   start(): void {
     byId("call").hidden = false;
+    fill(byId("chat-log"));
+    fill(byId("call-quality"));
+    byId("call-quality").dataset.quality = "";
     const local = byId<HTMLVideoElement>("local-video");
     local.muted = true; // the attribute alone sets only the default: no echo of ourselves
     local.srcObject = this.localStream;
@@ -125,17 +156,18 @@ export class VisitCall {
       event.preventDefault();
       const input = byId<HTMLInputElement>("chat-input");
       if (input.value && this.call?.send(input.value)) {
-        addChat("me", input.value);
+        addChat("me", "You", input.value);
         input.value = "";
       }
     };
+    bringIntoView(byId("call-title"));
     void this.room.run();
     this.qualityTimer = setInterval(() => void this.reportQuality(), QUALITY_EVERY_MS);
   }
 
   private problem(error: unknown): void {
-    console.warn("call problem", error);
-    fill(byId("call-problem"), formatError(error));
+    console.warn("call problem", describeError(error));
+    fill(byId("call-problem"), plainError(error).message);
   }
 
   private onJoined(joined: signaling.Joined): void {
@@ -168,16 +200,24 @@ export class VisitCall {
           "waiting",
         );
       } else {
-        setStatus("Waiting for the other participant to join.", "waiting");
+        setStatus(
+          this.role === "patient" ? "Waiting for the clinician to join." : "Waiting for the patient to join.",
+          "waiting",
+        );
       }
       return;
     }
     if (!this.peerPresent) {
-      setStatus("The other participant is not in the room.", "peer-left");
+      setStatus(
+        this.role === "patient"
+          ? "The clinician has stepped out of the call."
+          : "The patient has left the call.",
+        "peer-left",
+      );
       return;
     }
     const state = this.call.pc.connectionState;
-    if (state === "connected") setStatus("Connected.", "connected");
+    if (state === "connected") setStatus("You are connected.", "connected");
     else if (state === "failed") setStatus("The connection failed; trying again...", "failed");
     else if (state === "disconnected") setStatus("The connection dropped; trying again...", "disconnected");
     else setStatus("Connecting the call...", "connecting");
@@ -230,11 +270,8 @@ export class VisitCall {
       remoteStream: (stream) => {
         if (remote.srcObject !== stream) remote.srcObject = stream;
       },
-      message: (text) => addChat("peer", text),
-      channelOpen: () => {
-        const hello = `hello from the ${this.role}`;
-        if (this.call?.send(hello)) addChat("me", hello);
-      },
+      message: (text) => addChat("peer", this.peerLabel, text),
+      channelOpen: () => undefined,
       problem: (error) => this.problem(error),
     });
     this.refreshStatus();
@@ -256,11 +293,9 @@ export class VisitCall {
     if (!this.call || this.call.pc.connectionState !== "connected") return;
     const stats = await this.call.stats();
     const line = byId("call-quality");
-    fill(
-      line,
-      `frames decoded ${stats.framesDecoded}, round trip ${stats.roundTripTimeMs.toFixed(1)} ms, ` +
-        `jitter ${stats.jitterMs.toFixed(1)} ms, loss ${(stats.fractionLost * 100).toFixed(1)}%`,
-    );
+    const quality = stats.framesDecoded > 0 ? callQuality(stats) : "fair";
+    line.dataset.quality = quality;
+    fill(line, `Connection: ${quality}`);
     try {
       await this.room.reportCallQuality(PeerCall.quality(stats));
       line.dataset.reports = String(Number(line.dataset.reports ?? 0) + 1);
@@ -285,17 +320,17 @@ export class VisitCall {
   }
 
   /** Leaves the room and hangs up. */
-  async leave(): Promise<void> {
+  async leave(why = "You left the call."): Promise<void> {
     if (this.ended) return;
     try {
       if (this.call) await this.room.reportConnectionState("closed").catch(() => undefined);
       await this.room.leave();
     } finally {
-      this.finish("You left the call.");
+      this.finish(why, "ended");
     }
   }
 
-  private finish(why: string): void {
+  private finish(why: string, state: "ended" | "closed" | "failed"): void {
     if (this.ended) return;
     this.ended = true;
     clearInterval(this.qualityTimer);
@@ -304,6 +339,8 @@ export class VisitCall {
     this.call = null;
     for (const track of this.localStream.getTracks()) track.stop();
     setStatus(why, "ended");
+    byId("call-status").dataset.end = state;
+    fill(byId("call-stream"));
     this.hooks.ended?.(why);
   }
 }
