@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from benchmarks.baseline import NoopTarget
-from benchmarks.harness import Result, measure, python_process, row
+from benchmarks.harness import Result, measure, profiled, python_process, row
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.identity.tokens import DevIssuer
 from telemesh_tools.stack.process import ManagedProcess, free_port
@@ -111,7 +111,8 @@ async def run(home: Path) -> None:
     with NoopTarget(home) as noop, BillingTarget(home) as billing:
         for clients in CLIENTS:
             baseline = await noop.measure(clients)
-            result = await direct_completions(billing.address, billing.token, clients)
+            with profiled(billing.process.pid, f"billing-{clients}", 4.0):
+                result = await direct_completions(billing.address, billing.token, clients)
             print(row(baseline))
             print(row(result, baseline))
             print(latency_ratios(result, baseline))

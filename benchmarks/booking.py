@@ -5,9 +5,8 @@ as it can (closed loop), so every call is a real booking: idempotency record, sl
 check, slot claims, visit and its first transition, in one transaction.
 
 Profiling: `TELEMESH_BENCH_PYSPY=<folder>` records a py-spy flame graph of the session
-service under every measured run (`<folder>/booking-<backend>-<clients>.svg`, py-spy from
-the dev dependencies; the figures of a profiled run are slower, compare them with
-nothing; `TELEMESH_BENCH_PYSPY_FORMAT=raw` writes collapsed stacks instead).
+service under every measured run (`<folder>/booking-<backend>-<clients>.svg`; see
+`benchmarks.harness.profiled`).
 `TELEMESH_BENCH_BACKENDS=sqlite` and `TELEMESH_BENCH_CLIENTS=16` narrow the run.
 """
 
@@ -15,15 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.baseline import NoopTarget
-from benchmarks.harness import Result, measure, row
+from benchmarks.harness import Result, measure, profiled, row
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from tests.support.flows import Flows, rid, ts
 from tests.support.harness import Stack
@@ -32,47 +27,6 @@ CLIENTS = tuple(int(c) for c in os.environ.get("TELEMESH_BENCH_CLIENTS", "1,16,6
 BACKENDS = tuple(os.environ.get("TELEMESH_BENCH_BACKENDS", "sqlite,postgres").split(","))
 SECONDS = 4.0
 WARMUP = 0.5
-
-
-@contextlib.contextmanager
-def _profiled(stack: Stack, name: str) -> Iterator[None]:
-    """A py-spy flame graph of the session service while the block runs, when asked."""
-    folder = os.environ.get("TELEMESH_BENCH_PYSPY")
-    if not folder:
-        yield
-        return
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    kind = os.environ.get("TELEMESH_BENCH_PYSPY_FORMAT", "flamegraph")
-    suffix = {"flamegraph": "svg", "speedscope": "json"}.get(kind, "txt")
-    output = Path(folder).resolve() / f"{name}.{suffix}"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pid = stack["session"].pid
-    print(f"  (py-spy: session pid {pid} -> {output})", flush=True)
-    recorder = subprocess.Popen(
-        [
-            py_spy,
-            "record",
-            "--pid",
-            str(pid),
-            "--rate",
-            "200",
-            "--nonblocking",
-            "--duration",
-            str(int(SECONDS + WARMUP + 1)),
-            "--format",
-            kind,
-            "--output",
-            str(output),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield
-    finally:
-        _, errors = recorder.communicate(timeout=60)
-        if recorder.returncode:
-            print(f"  (py-spy failed: {errors.decode().strip()[-300:]})", flush=True)
 
 
 async def _bookings(stack: Stack, clients: int, label: str) -> Result:
@@ -100,7 +54,7 @@ async def _bookings(stack: Stack, clients: int, label: str) -> Result:
                 metadata=md,
             )
 
-        with _profiled(stack, f"booking-{label}-{clients}"):
+        with profiled(stack["session"].pid, f"booking-{label}-{clients}", SECONDS + WARMUP):
             return await measure(f"BookVisit ({label})", book, clients, SECONDS, WARMUP)
 
 

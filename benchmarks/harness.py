@@ -8,9 +8,14 @@ do not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,3 +126,46 @@ def python_process(
 ) -> ManagedProcess:
     """`python -m module` in the repository, ready when its gRPC health says SERVING."""
     return module_process(name, module, env, log, address, cwd=REPO)
+
+
+@contextlib.contextmanager
+def profiled(pid: int, name: str, seconds: float) -> Iterator[None]:
+    """A py-spy profile of process `pid` while the block runs, when
+    `TELEMESH_BENCH_PYSPY=<folder>` asks for one: `<folder>/<name>.svg` (a flame graph;
+    `TELEMESH_BENCH_PYSPY_FORMAT=raw` writes collapsed stacks, `speedscope` JSON). A
+    profiled run is slower: compare its figures with nothing."""
+    folder = os.environ.get("TELEMESH_BENCH_PYSPY")
+    if not folder:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    kind = os.environ.get("TELEMESH_BENCH_PYSPY_FORMAT", "flamegraph")
+    suffix = {"flamegraph": "svg", "speedscope": "json"}.get(kind, "txt")
+    output = Path(folder).resolve() / f"{name}.{suffix}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    print(f"  (py-spy: pid {pid} -> {output})", flush=True)
+    recorder = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--duration",
+            str(int(seconds + 1)),
+            "--format",
+            kind,
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield
+    finally:
+        _, errors = recorder.communicate(timeout=60)
+        if recorder.returncode:
+            print(f"  (py-spy failed: {errors.decode().strip()[-300:]})", flush=True)

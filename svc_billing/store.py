@@ -28,6 +28,7 @@ from telemesh.auth import Principal
 from telemesh.db import Database
 from telemesh.errors import FailedPrecondition, NotFound, invalid
 from telemesh.field_crypto import FieldCipher
+from telemesh.group_commit import GroupCommit
 from telemesh.logs import log
 from telemesh.paging import decode_token, page_of
 
@@ -103,13 +104,14 @@ def _after(cursor: dict[str, Any] | None) -> tuple[datetime, str] | None:
         raise invalid("page_token", "is not a token this service issued") from None
 
 
-async def _by_visit(
-    session: AsyncSession, cipher: FieldCipher, visit_id: str
-) -> ChargeRecord | None:
-    row = (await session.exec(select(ChargeRow).where(col(ChargeRow.visit_id) == visit_id))).first()
-    if row is None:
-        return None
-    return (await _with_history(session, cipher, [row]))[0]
+async def _by_visits(
+    session: AsyncSession, cipher: FieldCipher, visit_ids: Sequence[str]
+) -> dict[str, ChargeRecord]:
+    """The charges already recorded for these visits, by visit id."""
+    rows = (
+        await session.exec(select(ChargeRow).where(col(ChargeRow.visit_id).in_(set(visit_ids))))
+    ).all()
+    return {record.row.visit_id: record for record in await _with_history(session, cipher, rows)}
 
 
 def _refusal(state: str, target: str) -> FailedPrecondition:
@@ -122,41 +124,87 @@ def _refusal(state: str, target: str) -> FailedPrecondition:
     return FailedPrecondition(reason, message, {"state": state})
 
 
+# What building a new charge gives: the charge and the first row of its history.
+Build = Callable[[], tuple[ChargeRow, ChargeEventRow]]
+# A completion's outcome in a batch: its charge and whether it is new, or its own error.
+Outcome = tuple[ChargeRecord, bool] | Exception
+# Completions per transaction at most (each batch is one commit, one fsync).
+MAX_BATCH = 64
+
+
 class ChargeStore:
     def __init__(self, db: Database, cipher: FieldCipher) -> None:
         self.db = db
         self.cipher = cipher
+        # Completions arrive many at a time (every session replica's outbox relay
+        # delivers several at once): one transaction records all that are waiting.
+        self._recorder: GroupCommit[tuple[str, Build], Outcome] = GroupCommit(
+            self._record_batch, max_batch=MAX_BATCH
+        )
 
-    async def record_once(
-        self, visit_id: str, build: Callable[[], tuple[ChargeRow, ChargeEventRow]]
-    ) -> tuple[ChargeRecord, bool]:
+    async def record_once(self, visit_id: str, build: Build) -> tuple[ChargeRecord, bool]:
         """The visit's charge: the one recorded before (False), or the one `build`
-        makes, now stored (True).
+        makes, now stored and committed (True).
 
-        The unique constraint on visit_id decides races: a concurrent first delivery
-        that loses rolls back and reads the winner's charge.
+        Completions waiting together are committed in one transaction; the unique
+        constraint on visit_id decides races with other replicas.
         """
+        outcome = await self._recorder.submit((visit_id, build))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-        async def work(session: AsyncSession) -> tuple[ChargeRecord, bool]:
-            existing = await _by_visit(session, self.cipher, visit_id)
-            if existing is not None:
-                return existing, False
-            row, event = build()
-            session.add(row)
-            await session.flush()  # the charge before its history row (foreign key)
-            session.add(event)
-            await session.flush()
-            return _record(self.cipher, row, (event,)), True
+    async def _record_batch(self, items: list[tuple[str, Build]]) -> list[Outcome]:
+        try:
+            return await self.db.run_write(lambda session: self._write_batch(session, items))
+        except exc.IntegrityError:
+            # Another replica recorded one of these visits meanwhile: each on its own.
+            return [await self._record_alone(visit_id, build) for visit_id, build in items]
+
+    async def _write_batch(
+        self, session: AsyncSession, items: list[tuple[str, Build]]
+    ) -> list[Outcome]:
+        known = await _by_visits(session, self.cipher, [visit_id for visit_id, _ in items])
+        outcomes: list[Outcome] = []
+        new: list[tuple[ChargeRow, ChargeEventRow]] = []
+        for visit_id, build in items:
+            if visit_id in known:  # recorded before, or earlier in this batch
+                outcomes.append((known[visit_id], False))
+                continue
+            try:
+                row, event = build()
+            except Exception as error:  # this completion's own refusal, not the batch's
+                outcomes.append(error)
+                continue
+            known[visit_id] = _record(self.cipher, row, (event,))
+            outcomes.append((known[visit_id], True))
+            new.append((row, event))
+        session.add_all([row for row, _ in new])
+        await session.flush()  # the charges before their history rows (foreign key)
+        session.add_all([event for _, event in new])
+        await session.flush()
+        return outcomes
+
+    async def _record_alone(self, visit_id: str, build: Build) -> Outcome:
+        """One completion in its own transaction; losing a race reads the winner's."""
+
+        async def work(session: AsyncSession) -> Outcome:
+            [outcome] = await self._write_batch(session, [(visit_id, build)])
+            return outcome
 
         try:
             return await self.db.run_write(work)
         except exc.IntegrityError:
             async with self.db.read() as session:
-                existing = await _by_visit(session, self.cipher, visit_id)
+                existing = (await _by_visits(session, self.cipher, [visit_id])).get(visit_id)
             if existing is None:
                 raise
             log(logger, logging.INFO, "concurrent delivery lost the race", visit_id=visit_id)
             return existing, False
+
+    async def stop(self) -> None:
+        """Lets the batch being written finish."""
+        await self._recorder.stop()
 
     async def get(self, charge_id: str) -> ChargeRecord:
         """The charge and its history."""

@@ -186,6 +186,36 @@ async def test_concurrent_deliveries_of_many_visits_make_one_charge_each(
         assert len(await billing.charges_of_visit(request.visit_id)) == 1
 
 
+async def test_two_versions_of_one_completion_arriving_together_make_one_charge(
+    billing: Billing,
+) -> None:
+    # Completions that arrive together are recorded in one transaction: the first
+    # version of a visit's completion in it wins, the other is a conflict, and the
+    # visits around them are charged as if each had come alone.
+    others = [completion() for _ in range(10)]
+    first = completion(connected_seconds=1500)
+    second = billing_pb2.RecordVisitCompletionRequest()
+    second.CopyFrom(first)
+    second.connected_seconds = 3000
+    calls = [billing.record(r) for r in others[:5]]
+    calls += [billing.record(first), billing.record(second)]
+    calls += [billing.record(r) for r in others[5:]]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    versions = results[5:7]
+    conflicts = [r for r in versions if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(conflicts) == 1, versions
+    assert conflicts[0].code() == grpc.StatusCode.ALREADY_EXISTS
+    assert reason_of(conflicts[0]) == "VISIT_COMPLETION_CONFLICT"
+    [winner] = [r for r in versions if not isinstance(r, BaseException)]
+    assert winner.created
+    charges = await billing.charges_of_visit(first.visit_id)
+    assert [c.charge_id for c in charges] == [winner.charge.charge_id]
+    around = results[:5] + results[7:]
+    assert all(not isinstance(r, BaseException) and r.created for r in around), around
+    for request in others:
+        assert len(await billing.charges_of_visit(request.visit_id)) == 1
+
+
 async def test_a_different_completion_for_a_recorded_visit_is_a_conflict(
     billing: Billing,
 ) -> None:
