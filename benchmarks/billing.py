@@ -23,8 +23,10 @@ from benchmarks.harness import Result, measure, profiled, python_process, row
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.identity.tokens import DevIssuer
 from telemesh_tools.stack.process import ManagedProcess, free_port
+from tests.support.harness import database_url
 
 CLIENTS = (1, 16)
+BACKENDS = tuple(os.environ.get("TELEMESH_BENCH_BACKENDS", "sqlite,postgres").split(","))
 
 
 class BillingTarget:
@@ -107,12 +109,24 @@ def latency_ratios(result: Result, baseline: Result) -> str:
 
 
 async def run(home: Path) -> None:
-    print("billing: RecordVisitCompletion of distinct visits (SQLite), against the no-op RPC")
-    with NoopTarget(home) as noop, BillingTarget(home) as billing:
-        for clients in CLIENTS:
-            baseline = await noop.measure(clients)
-            with profiled(billing.process.pid, f"billing-{clients}", 4.0):
-                result = await direct_completions(billing.address, billing.token, clients)
-            print(row(baseline))
-            print(row(result, baseline))
-            print(latency_ratios(result, baseline))
+    print("billing: RecordVisitCompletion of distinct visits, against the no-op RPC")
+    with NoopTarget(home / "noop") as noop:
+        baselines = {clients: await noop.measure(clients) for clients in CLIENTS}
+    for clients in CLIENTS:
+        print(row(baselines[clients]))
+    for backend in BACKENDS:
+        (home / backend).mkdir()
+        with (
+            database_url(backend, home / backend, "billing") as url,
+            BillingTarget(home / backend, url) as billing,
+        ):
+            for clients in CLIENTS:
+                with profiled(billing.process.pid, f"billing-{backend}-{clients}", 4.0):
+                    result = await direct_completions(
+                        billing.address,
+                        billing.token,
+                        clients,
+                        name=f"RecordVisitCompletion ({backend})",
+                    )
+                print(row(result, baselines[clients]))
+                print(latency_ratios(result, baselines[clients]))
