@@ -12,7 +12,7 @@
 //     "patientToken": "...", "clinicianToken": "...", "expiredToken": "...",
 //     "clinicianId": "c-1", "edgeUrl": "https://localhost:8443",
 //     "spki": "base64 sha-256 of the edge's public key", "userDataDir": "...",
-//     "artifacts": "...", "images": "... or empty"}'
+//     "artifacts": "...", "images": "... or empty", "layout": "phone" or "desktop"}'
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
@@ -237,22 +237,27 @@ async function framesDecoded(page, timeout = STEP_TIMEOUT_MS) {
   }
 }
 
+// The visit is walked with the patient at 360 px and the clinician at 390 px, or both at
+// desktop width (args.layout); every stage is measured at all three widths either way.
+const desktop = args.layout === "desktop";
+const PATIENT_SIZE = desktop ? DESKTOP : PHONE;
+const CLINICIAN_SIZE = desktop ? DESKTOP : PHONE_WIDE;
 const context = await chromium.launchPersistentContext(args.userDataDir, {
   ...CONTEXT,
   args: CHROMIUM_ARGS,
-  viewport: PHONE_WIDE,
+  viewport: CLINICIAN_SIZE,
 });
 // axe-core goes in as an init script (the pages' CSP allows no inline or foreign script).
 await context.addInitScript({ path: AXE });
 const clinician = await context.newPage();
 const patient = await context.newPage();
-await clinician.setViewportSize(PHONE_WIDE);
-await patient.setViewportSize(PHONE);
+await clinician.setViewportSize(CLINICIAN_SIZE);
+await patient.setViewportSize(PATIENT_SIZE);
 watch(clinician, "clinician");
 watch(patient, "patient");
 const both = [
-  ["patient", patient, PHONE],
-  ["clinician", clinician, PHONE_WIDE],
+  ["patient", patient, PATIENT_SIZE],
+  ["clinician", clinician, CLINICIAN_SIZE],
 ];
 
 try {
@@ -265,7 +270,7 @@ try {
     const hidden = await clinician.locator("#hours").isHidden();
     const zones = await clinician.locator("#profile-time-zone option").count();
     const zone = await clinician.locator("#profile-time-zone").inputValue();
-    await measureAll("first run", [["clinician", clinician, PHONE_WIDE]]);
+    await measureAll("first run", [["clinician", clinician, CLINICIAN_SIZE]]);
     await type(clinician, "#profile-name", "Dr. Ada Quill");
     await press(clinician, "#profile-create");
     await waitFor(clinician, "[data-testid=profile-ready]");
@@ -327,7 +332,7 @@ try {
     await patient.goto(patientUrl);
     await waitFor(patient, "[data-testid=first-run]");
     const bookHidden = await patient.locator("#book").isHidden();
-    await measureAll("first run", [["patient", patient, PHONE]]);
+    await measureAll("first run", [["patient", patient, PATIENT_SIZE]]);
     await type(patient, "#profile-name", "Pat Example");
     await tabTo(patient, "#profile-birth-date");
     await patient.keyboard.type("01021980");
@@ -458,7 +463,7 @@ try {
     };
     await measureAll("waiting room", both);
     await press(clinician, "#admit");
-    await waitFor(clinician, "#admit[data-state=admitted]");
+    await waitFor(clinician, "#admit-state[data-state=admitted]");
     return { name, focus, before };
   });
 
@@ -497,7 +502,12 @@ try {
           const r = document.getElementById(id).getBoundingClientRect();
           return { x: r.x, y: r.y, w: r.width, h: r.height };
         };
-        return { remote: box("remote-video"), local: box("local-video"), width: window.innerWidth };
+        return {
+          remote: box("remote-video"),
+          local: box("local-video"),
+          stage: document.querySelector(".stage").getBoundingClientRect().width,
+          width: window.innerWidth,
+        };
       });
     }
     await measureAll("in the call", both);
@@ -506,19 +516,19 @@ try {
 
   const screenshots = await step("screenshots mid-call at phone width", async () => {
     const paths = {};
-    for (const [name, page] of [
-      ["patient", patient],
-      ["clinician", clinician],
-    ]) {
-      await page.setViewportSize(PHONE_WIDE);
+    for (const [name, page, back] of both) {
+      await page.setViewportSize(desktop ? DESKTOP : PHONE_WIDE);
       await page.locator("#call-title").scrollIntoViewIfNeeded();
       await page.evaluate(() => document.getElementById("call").scrollIntoView({ block: "start" }));
-      paths[name] = join(args.artifacts, `web-${name}-in-call.png`);
+      paths[name] = join(args.artifacts, `web-${name}-in-call-${args.layout}.png`);
       await page.screenshot({ path: paths[name] });
       if (args.images) await page.screenshot({ path: join(args.images, `web-${name}-call.png`) });
-      await page.screenshot({ path: join(args.artifacts, `web-${name}-in-call-full.png`), fullPage: true });
+      await page.screenshot({
+        path: join(args.artifacts, `web-${name}-in-call-${args.layout}-full.png`),
+        fullPage: true,
+      });
+      await page.setViewportSize(back);
     }
-    await patient.setViewportSize(PHONE);
     return paths;
   });
 
@@ -553,6 +563,7 @@ try {
     await type(clinician, "#diagnosis", "J06.9");
     await press(clinician, "#complete");
     await waitFor(clinician, "[data-testid=complete-state][data-state=completed]");
+    await waitFor(clinician, "[data-testid=call-status][data-state=ended]");
     return {
       text: await clinician.locator("#complete-state").textContent(),
       status: await clinician.locator("#call-status").textContent(),
@@ -566,7 +577,9 @@ try {
     async () => {
       const row = await waitFor(patient, `[data-testid=charge][data-visit-id="${vid}"]`, 45000);
       await waitFor(patient, `li.visit[data-visit-id="${vid}"][data-state=COMPLETED]`);
-      await patient.locator("#invoice").screenshot({ path: join(args.artifacts, "web-patient-invoice.png") });
+      await patient
+        .locator("#invoice")
+        .screenshot({ path: join(args.artifacts, `web-patient-invoice-${args.layout}.png`) });
       const result = {
         state: await row.getAttribute("data-state"),
         text: await row.textContent(),
@@ -674,7 +687,7 @@ try {
     ["patient", patient],
     ["clinician", clinician],
   ]) {
-    shots[name] = join(args.artifacts, `web-${name}-failure.png`);
+    shots[name] = join(args.artifacts, `web-${name}-failure-${args.layout}.png`);
     await page.screenshot({ path: shots[name], fullPage: true }).catch(() => undefined);
   }
   emit({

@@ -85,6 +85,10 @@ class ClinicianPage {
   private call: VisitCall | null = null;
   private visit: session.Visit | null = null;
   private completed = false;
+  /** The patient was let in (the room said so), for this visit. */
+  private admitted = false;
+  /** The visit is over, however it ended. */
+  private over = false;
   private patientNames = new Map<string, string>();
   private scheduleKey = "";
 
@@ -102,8 +106,9 @@ class ClinicianPage {
         "Waiting room",
         h("ul", { id: "waiting-list", "data-testid": "waiting-room", class: "cards" }),
       ),
-      this.roomSection(),
-      callSection("the patient", "Leave the call"),
+      ...(([room, finish]) => [room, callSection("the patient", "Leave the call"), finish])(
+        this.roomSections(),
+      ),
       section("schedule", "Your visits", h("div", { id: "schedule-body" })),
       this.hoursSection(),
     );
@@ -395,7 +400,7 @@ class ClinicianPage {
     for (const visit of sorted) names.set(visit.patientId, await this.patientName(visit));
     const key = JSON.stringify([
       sorted.map((v) => [v.visitId, v.state, v.connectedSeconds.toString()]),
-      this.visit?.visitId ?? "",
+      this.call ? (this.visit?.visitId ?? "") : "",
       [...names],
     ]);
     if (key === this.scheduleKey) return; // nothing changed: a focused button stays
@@ -424,7 +429,9 @@ class ClinicianPage {
                 `${formatTime(visit.startTime && timestampDate(visit.startTime))}: ` +
                   (visit.state === session.VisitState.CHECKED_IN ? "checked in and waiting" : "in the call"),
               ),
-              this.visit?.visitId === visit.visitId ? h("p", { class: "note" }, "Open below.") : open,
+              this.call && this.visit?.visitId === visit.visitId
+                ? h("p", { class: "note" }, "Open below.")
+                : open,
             );
           })),
     );
@@ -454,7 +461,9 @@ class ClinicianPage {
 
   // --- the room --------------------------------------------------------------------------
 
-  private roomSection(): HTMLElement {
+  /** The visit room (who, whether they are in, let them in) and, after the call, the
+   * completion form. */
+  private roomSections(): [HTMLElement, HTMLElement] {
     const admit = h("button", { id: "admit", type: "button", disabled: true }, "Let the patient in");
     const codes = h("input", { id: "diagnosis", autocomplete: "off", autocapitalize: "characters" });
     const audioOnly = h("input", { id: "audio-only", type: "checkbox" });
@@ -471,17 +480,17 @@ class ClinicianPage {
         class: "badge",
       }),
       admit,
-      h(
-        "div",
-        { class: "complete" },
-        h("h3", {}, "Complete the visit"),
-        field("Diagnosis codes (ICD-10-CM)", codes, "For example J06.9, R05.9"),
-        h("div", { class: "check" }, audioOnly, h("label", { for: "audio-only" }, "The call was audio only")),
-        complete,
-      ),
+    );
+    const finish = section(
+      "finish",
+      "Complete the visit",
+      field("Diagnosis codes (ICD-10-CM)", codes, "For example J06.9, R05.9"),
+      h("div", { class: "check" }, audioOnly, h("label", { for: "audio-only" }, "The call was audio only")),
+      complete,
       h("p", { id: "complete-state", "data-testid": "complete-state", role: "status", tabindex: -1 }),
     );
     element.hidden = true;
+    finish.hidden = true;
     admit.addEventListener("click", () => {
       // Not onClick(): the room's events, not the call's end, decide when it is enabled.
       admit.disabled = true;
@@ -505,13 +514,14 @@ class ClinicianPage {
           { headers: visitHeaders(visit) },
         );
         this.completed = true;
+        // The visit is complete whatever happens to the call now: hang up, then say so.
+        await this.call?.leave("You completed the visit.").catch(() => undefined);
         const state = byId("complete-state");
         state.dataset.state = "completed";
         fill(
           state,
           `Visit completed. Connected for ${formatDuration(Number(reply.visit?.connectedSeconds ?? 0))}.`,
         );
-        await this.call?.leave("You completed the visit.");
         state.focus();
       },
       {
@@ -519,11 +529,11 @@ class ClinicianPage {
         enabled: () => this.canComplete(),
       },
     );
-    return element;
+    return [element, finish];
   }
 
   private canComplete(): boolean {
-    return Boolean(this.call?.admitted) && !this.completed;
+    return Boolean(this.visit) && this.admitted && !this.completed && !this.over;
   }
 
   /** The room's buttons and words follow what the call knows: admitted, present, over. */
@@ -531,30 +541,57 @@ class ClinicianPage {
     const admit = byId<HTMLButtonElement>("admit");
     const state = byId("admit-state");
     const call = this.call;
-    const admitted = Boolean(call?.admitted);
+    if (call?.admitted) this.admitted = true;
+    const admitted = this.admitted;
     const present = Boolean(call?.peerPresent);
     admit.disabled = !call || admitted || !present;
+    admit.hidden = admitted || !call; // once in, there is nobody to let in: the words below say so
     admit.dataset.state = admitted ? "admitted" : present ? "ready" : "waiting";
     state.dataset.state = this.completed
       ? "completed"
-      : admitted
-        ? "admitted"
-        : present
-          ? "ready"
-          : "waiting";
+      : this.over
+        ? "over"
+        : !call
+          ? "left"
+          : admitted
+            ? "admitted"
+            : present
+              ? "ready"
+              : "waiting";
     fill(
       state,
       this.completed
         ? "The visit is complete."
-        : admitted
-          ? present
-            ? "The patient is in the call."
-            : "The patient was let in and has stepped out."
-          : present
-            ? "The patient is in the waiting room."
-            : "Waiting for the patient to join.",
+        : this.over
+          ? "This visit is over."
+          : !call
+            ? "You left the call. The visit is still open: complete it below, or open the room again."
+            : admitted
+              ? present
+                ? "The patient is in the call."
+                : "The patient was let in and has stepped out."
+              : present
+                ? "The patient is in the waiting room."
+                : "Waiting for the patient to join.",
     );
     byId<HTMLButtonElement>("complete").disabled = !this.canComplete();
+  }
+
+  /** After the call: whether the visit ended (completed here or elsewhere, cancelled). */
+  private async visitOver(visit: session.Visit): Promise<void> {
+    try {
+      const { visit: now } = await this.api.session.getVisit(
+        { visitId: visit.visitId },
+        { headers: visitHeaders(visit) },
+      );
+      if (now && !isOpen(now) && this.visit?.visitId === visit.visitId) {
+        this.over = true;
+        this.updateRoom();
+      }
+      await this.loadSchedule();
+    } catch (error) {
+      console.warn("reading the visit after the call failed", error);
+    }
   }
 
   private async openRoom(visit: session.Visit, patient: string): Promise<void> {
@@ -562,8 +599,11 @@ class ClinicianPage {
     const stream = await localMedia();
     this.visit = visit;
     this.completed = false;
+    this.over = false;
+    this.admitted = visit.state === session.VisitState.IN_PROGRESS;
     const room = byId("room");
     room.hidden = false;
+    byId("finish").hidden = false;
     fill(byId("complete-state"));
     byId<HTMLInputElement>("diagnosis").value = "";
     fill(
@@ -579,12 +619,11 @@ class ClinicianPage {
       admitted: () => this.updateRoom(),
       peer: () => this.updateRoom(),
       ended: () => {
+        // The room and the completion form stay: the visit may still need completing.
         this.call = null;
-        this.visit = null;
         leave.disabled = true;
         this.updateRoom();
-        if (!this.completed) room.hidden = true;
-        void this.loadSchedule().catch((error) => console.warn("schedule refresh failed", error));
+        void this.visitOver(visit);
       },
     });
     this.call = call;
