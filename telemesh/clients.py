@@ -55,6 +55,11 @@ CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
 )
 
 SERVICE_TOKEN_TTL = 3600
+# Services whose replicas each hold some visits' state in memory (a signaling room lives
+# in one replica), and the header the mesh hashes on to send every call about a visit to
+# the same replica (mesh/allowlist.yaml `affinity`; Istio's DestinationRule). Callers
+# put the visit id in it.
+VISIT_AFFINITY = {"signaling": "x-telemesh-visit-id"}
 
 
 def on_behalf_of_caller() -> list[tuple[str, str]]:

@@ -38,6 +38,7 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from telemesh import metrics
+from telemesh.clients import VISIT_AFFINITY
 from telemesh.db import Database
 from telemesh.db_types import UtcDateTime
 from telemesh.field_crypto import FieldCipher, is_sealed
@@ -420,8 +421,12 @@ def grpc_deliverer(
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel_for(
             event.target
         ).unary_unary(event.method, request_serializer=None, response_deserializer=None)
+        # Events to a service that keeps a visit's state in one replica are keyed by the
+        # visit: the mesh routes them to that replica.
+        header = VISIT_AFFINITY.get(event.target)
+        metadata = ((header, event.key),) if header else None
         try:
-            await call(open_payload(cipher, event), timeout=timeout)
+            await call(open_payload(cipher, event), timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             if error.code() not in SETTLED_BY.get(event.method, frozenset()):
                 raise

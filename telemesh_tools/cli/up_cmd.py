@@ -18,8 +18,11 @@ import threading
 import time
 from typing import Any
 
-from telemesh.config import RuntimeSettings, load
+import psycopg
+
+from telemesh.config import SERVICES, RuntimeSettings, load
 from telemesh_tools.mesh.settings import MeshSettings
+from telemesh_tools.stack.databases import DatabaseChoiceError, service_databases
 from telemesh_tools.stack.endpoints import (
     alive,
     belongs_to,
@@ -41,6 +44,19 @@ def add_parser(commands: Any) -> None:
         default=None,
         help="edge port (default TELEMESH_EDGE_PORT; 0 picks one)",
     )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="replicas of every service, each with its own sidecar (more than 1 needs --database)",
+    )
+    up.add_argument(
+        "--database",
+        default="",
+        help="PostgreSQL server for every service's database, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/telemesh (each service gets telemesh_<service>, "
+        "created when missing); default: SQLite files in TELEMESH_HOME",
+    )
     up.set_defaults(func=run_up)
     down = commands.add_parser("down", help="stop the stack that `telemesh up` started")
     down.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to stop")
@@ -51,8 +67,12 @@ def _print_endpoints(endpoints: dict[str, Any]) -> None:
     edge = endpoints["edge"]
     print("Telemesh is up. Ctrl-C (or `telemesh down`) stops it.")
     print(f"  edge      {edge['url']}  (gRPC-web and gRPC over TLS; end-user JWT required)")
-    for name, service in endpoints["services"].items():
-        print(f"  {name:<9} sidecar {service['inbound']} (mTLS)  service {service['socket']}")
+    for service in endpoints["services"].values():
+        for replica in service["replicas"]:
+            print(
+                f"  {replica['name']:<11} sidecar {replica['inbound']} (mTLS)"
+                f"  service {replica['socket']}"
+            )
     print(f"  CA        {endpoints['ca_bundle']}  (trust it to call the edge)")
     print(f"  traces    {endpoints['trace_receiver']}  (telemesh trace VISIT_ID draws one)")
     print(f"  logs      {endpoints['logs']}")
@@ -79,8 +99,19 @@ def run_up(args: argparse.Namespace) -> int:
     def renewed(names: list[str]) -> None:
         print(f"renewed certificates: {', '.join(names)}", flush=True)
 
+    try:
+        databases = service_databases(args.database, SERVICES, args.replicas)
+    except (DatabaseChoiceError, psycopg.Error) as error:
+        print(f"telemesh up: {error}", file=sys.stderr)
+        return 2
     mesh = LocalMesh(
-        home, runtime, settings, trace_receiver=TraceReceiver.local(home), on_rotation=renewed
+        home,
+        runtime,
+        settings,
+        trace_receiver=TraceReceiver.local(home),
+        on_rotation=renewed,
+        replicas=args.replicas,
+        databases=databases,
     )
     print(f"starting the mesh in {home} ...", flush=True)
     try:
@@ -99,6 +130,12 @@ def run_up(args: argparse.Namespace) -> int:
     status = 0
     try:
         while not stopping.wait(0.5):
+            restarted = mesh.restart_exited_replicas()
+            for name in restarted:
+                print(f"telemesh up: {name} stopped on its own; restarting it", flush=True)
+            if restarted:  # their new process ids
+                endpoints.update(mesh.endpoints())
+                write_endpoints(home, endpoints)
             exited = mesh.exited()
             if exited and not stopping.is_set():
                 print(

@@ -23,8 +23,9 @@ Configs are rendered with `${NAME}` placeholders for what only a running stack k
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from telemesh_tools.mesh.allowlist import AllowList
@@ -59,6 +60,30 @@ _TYPES = {
     "grpc_web": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb",
     "jwt_authn": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
     "otel": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+    "previous_hosts": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3"
+    ".PreviousHostsPredicate",
+}
+# A call a replica could not take (it is gone, or its sidecar could not reach it) is
+# tried again on another replica: every write carries its request_id, so a retry of one
+# that did commit gets the stored answer. A stream is retried only before it answers.
+RETRY_POLICY = {
+    "retry_on": "connect-failure,refused-stream,unavailable",
+    "num_retries": 2,
+    "retry_host_predicate": [
+        {
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {"@type": _TYPES["previous_hosts"]},
+        }
+    ],
+    "host_selection_retry_max_attempts": 3,
+}
+# A replica that keeps failing leaves the rotation for a while (the values of the Istio
+# DestinationRules).
+OUTLIER_DETECTION = {
+    "consecutive_5xx": 5,
+    "consecutive_gateway_failure": 5,
+    "interval": "10s",
+    "base_ejection_time": "30s",
 }
 
 
@@ -145,7 +170,10 @@ def _mesh_cluster(service: str, lb_policy: str | None = None) -> dict[str, Any]:
             "validation_context": _validation({"exact": _spiffe(service)}),
         }
     }
-    extra: dict[str, Any] = {"transport_socket": _tls_socket(context, "upstream_tls")}
+    extra: dict[str, Any] = {
+        "transport_socket": _tls_socket(context, "upstream_tls"),
+        "outlier_detection": dict(OUTLIER_DETECTION),
+    }
     if lb_policy:
         extra["lb_policy"] = lb_policy
     return _cluster(service, _socket_address(HOST, inbound_port(service)), **extra)
@@ -170,7 +198,9 @@ def _tracing(service_name: str) -> dict[str, Any]:
     }
 
 
-def _route(prefix: str, cluster: str, hash_header: str | None = None) -> dict[str, Any]:
+def _route(
+    prefix: str, cluster: str, hash_header: str | None = None, *, retry: bool = True
+) -> dict[str, Any]:
     action: dict[str, Any] = {
         "cluster": cluster,
         # No route timeout: server streams (signaling rooms) stay open; a unary call's
@@ -178,6 +208,8 @@ def _route(prefix: str, cluster: str, hash_header: str | None = None) -> dict[st
         "timeout": "0s",
         "max_stream_duration": {"grpc_timeout_header_max": "0s"},
     }
+    if retry:
+        action["retry_policy"] = dict(RETRY_POLICY)
     if hash_header:
         action["hash_policy"] = [{"header": {"header_name": hash_header}}]
     # Spans are named after the gRPC service (not after the caller's :authority).
@@ -278,7 +310,10 @@ def sidecar(allowlist: AllowList, service: str) -> dict[str, Any]:
                         {
                             "name": service,
                             "domains": ["*"],
-                            "routes": [_route(allowlist.prefix(service), "local_service")],
+                            # One local service: no other replica to retry on.
+                            "routes": [
+                                _route(allowlist.prefix(service), "local_service", retry=False)
+                            ],
                         },
                         [
                             {
@@ -312,7 +347,10 @@ def sidecar(allowlist: AllowList, service: str) -> dict[str, Any]:
                         {
                             "name": "peers",
                             "domains": ["*"],
-                            "routes": [_route(allowlist.prefix(peer), peer) for peer in peers],
+                            "routes": [
+                                _route(allowlist.prefix(peer), peer, allowlist.affinity.get(peer))
+                                for peer in peers
+                            ],
                         },
                         [],
                         f"telemesh-{service}-sidecar",
@@ -324,7 +362,13 @@ def sidecar(allowlist: AllowList, service: str) -> dict[str, Any]:
         ],
     }
     local = _cluster("local_service", {"pipe": {"path": "${SERVICE_SOCKET}"}})
-    clusters = [local, *(_mesh_cluster(peer) for peer in peers)]
+    clusters = [
+        local,
+        *(
+            _mesh_cluster(peer, "RING_HASH" if peer in allowlist.affinity else None)
+            for peer in peers
+        ),
+    ]
     return _bootstrap(f"sidecar-{service}", service, [inbound, outbound], clusters)
 
 
@@ -498,6 +542,24 @@ def without_tracing(config: Any) -> Any:
         return result
     if isinstance(config, list):
         return [without_tracing(item) for item in config]
+    return config
+
+
+def with_replicas(config: Any, ports: Mapping[str, Sequence[int]]) -> Any:
+    """A materialized `config` whose cluster to each service lists every replica's
+    sidecar inbound port (`ports`, by service), for Envoy to balance across."""
+    clusters = config["static_resources"]["clusters"]
+    for cluster in clusters:
+        replicas = ports.get(cluster["name"])
+        if not replicas:
+            continue
+        [group] = cluster["load_assignment"]["endpoints"]
+        [template] = group["lb_endpoints"]
+        group["lb_endpoints"] = []
+        for port in replicas:
+            endpoint = copy.deepcopy(template)
+            endpoint["endpoint"]["address"]["socket_address"]["port_value"] = port
+            group["lb_endpoints"].append(endpoint)
     return config
 
 

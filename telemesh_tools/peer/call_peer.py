@@ -30,6 +30,7 @@ import grpc
 import jwt
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from telemesh.clients import VISIT_AFFINITY
 from telemesh.errors import reason_of
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 from telemesh.tracing.visit import record_visit_span
@@ -86,7 +87,7 @@ class CallPeer:
         trace_metadata = (("traceparent", self.traceparent),) if self.traceparent else ()
         # Signaling replicas: a visit's stream and calls go to one replica by this header.
         visit_id = claims.get("visit_id", "")
-        affinity = (("x-telemesh-visit-id", visit_id),) if visit_id else ()
+        affinity = ((VISIT_AFFINITY["signaling"], visit_id),) if visit_id else ()
         self.metadata = tuple(metadata) + trace_metadata + affinity
         self.join_token = join_token
         self.label = label

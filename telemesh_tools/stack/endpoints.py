@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +97,13 @@ def start_up(
     *,
     cwd: Path | None = None,
     timeout: float = 120.0,
+    up_args: Sequence[str] = (),
 ) -> tuple[ManagedProcess, dict[str, Any]]:
-    """`telemesh up` in `home` (edge on a free port) as a child process, waited for until
-    it wrote its endpoints; stopped again if it does not get there."""
+    """`telemesh up` in `home` (edge on a free port, and `up_args`) as a child process,
+    waited for until it wrote its endpoints; stopped again if it does not get there."""
     process = ManagedProcess(
         "telemesh-up",
-        telemesh_command("up", "--edge-port", "0"),
+        telemesh_command("up", "--edge-port", "0", *up_args),
         {**env, "TELEMESH_HOME": str(home)},
         log_path,
         cwd=cwd,

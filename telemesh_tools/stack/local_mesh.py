@@ -93,44 +93,71 @@ class TraceReceiver:
         return cls(process, host, port)
 
 
+def instance_name(service: str, replica: int) -> str:
+    """A replica's name: the service's own for the first (one replica looks as it always
+    did), `<service>-<n>` for the others."""
+    return service if replica == 0 else f"{service}-{replica}"
+
+
 @dataclass
 class MeshLayout:
-    """Where every part of one running mesh listens."""
+    """Where every part of one running mesh listens: each replica of a service (an
+    instance) has its own service socket, sidecar and metrics port."""
 
     home: Path
     services: tuple[str, ...]
+    replicas: int
     edge_port: int
-    inbound_ports: dict[str, int]
-    admin_ports: dict[str, int]
-    metrics_ports: dict[str, int]  # each service's Prometheus scrape endpoint
+    inbound_ports: dict[str, int]  # by instance
+    admin_ports: dict[str, int]  # by Envoy: sidecar-<instance>, edge
+    metrics_ports: dict[str, int]  # each instance's Prometheus scrape endpoint
     jwks_port: int  # the JWKS endpoint the edge fetches token keys from
     run_dir: Path
 
     @classmethod
-    def allocate(cls, home: Path, services: Sequence[str], edge_port: int) -> MeshLayout:
+    def allocate(
+        cls, home: Path, services: Sequence[str], edge_port: int, replicas: int = 1
+    ) -> MeshLayout:
+        instances = [instance_name(s, r) for s in services for r in range(replicas)]
         run_dir = home / "mesh" / "run"
-        longest = run_dir / f"{max(services, key=len)}-outbound.sock"
+        longest = run_dir / f"{max(instances, key=len)}-outbound.sock"
         if len(str(longest.resolve())) > SOCKET_PATH_LIMIT:
             run_dir = Path(tempfile.mkdtemp(prefix="telemesh-run-"))
         return cls(
             home=home,
             services=tuple(services),
+            replicas=replicas,
             edge_port=edge_port or free_port(),
-            inbound_ports={name: free_port() for name in services},
-            admin_ports={name: free_port() for name in (*map(sidecar_name, services), EDGE)},
-            metrics_ports={name: free_port() for name in services},
+            inbound_ports={name: free_port() for name in instances},
+            admin_ports={name: free_port() for name in (*map(sidecar_name, instances), EDGE)},
+            metrics_ports={name: free_port() for name in instances},
             jwks_port=free_port(),
             run_dir=run_dir.resolve(),
         )
 
-    def service_socket(self, service: str) -> Path:
-        return self.run_dir / f"{service}.sock"
+    def instances(self, service: str) -> list[str]:
+        return [instance_name(service, replica) for replica in range(self.replicas)]
 
-    def outbound_socket(self, service: str) -> Path:
-        return self.run_dir / f"{service}-outbound.sock"
+    def replica_ports(self) -> dict[str, list[int]]:
+        """Every replica's sidecar inbound port, by service (what a cluster balances)."""
+        return {
+            service: [self.inbound_ports[name] for name in self.instances(service)]
+            for service in self.services
+        }
 
-    def inbound_address(self, service: str) -> str:
-        return f"{envoy_config.HOST}:{self.inbound_ports[service]}"
+    def service_socket(self, instance: str) -> Path:
+        return self.run_dir / f"{instance}.sock"
+
+    def outbound_socket(self, instance: str) -> Path:
+        return self.run_dir / f"{instance}-outbound.sock"
+
+    def inbound_address(self, instance: str) -> str:
+        return f"{envoy_config.HOST}:{self.inbound_ports[instance]}"
+
+
+def service_of(instance: str, services: Sequence[str]) -> str:
+    """The service an instance is a replica of."""
+    return next(s for s in services if instance == s or instance.startswith(f"{s}-"))
 
 
 def _service_module(service: str) -> str:
@@ -150,12 +177,20 @@ class LocalMesh:
     service_env: Mapping[str, str] = field(default_factory=dict)
     trace_receiver: TraceReceiver | None = None
     on_rotation: Callable[[list[str]], None] | None = None
+    # Replicas of every service, each with its own sidecar (as a pod has); more than one
+    # needs a database every replica shares (`databases`: PostgreSQL, by service).
+    replicas: int = 1
+    databases: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.home = self.home.resolve()
         if self.templates is None:
             self.templates = load_templates()
-        self.layout = MeshLayout.allocate(self.home, self.services, self.settings.edge_port)
+        if self.replicas < 1:
+            raise ValueError("replicas: at least 1")
+        self.layout = MeshLayout.allocate(
+            self.home, self.services, self.settings.edge_port, self.replicas
+        )
         self.logs_dir = self.home / "mesh" / "logs"
         self.config_dir = self.home / "mesh" / "envoy"
         self.ca = LocalCA.load_or_create(ca_folder(self.home), self.runtime.trust_domain)
@@ -191,10 +226,16 @@ class LocalMesh:
         return workloads
 
     def identity_dir(self, envoy_name: str) -> Path:
-        return identity_folder(self.home, envoy_name)
+        """An Envoy's workload identity: the edge's, or its service's (every replica's
+        sidecar carries the service's identity, as pods share a service account)."""
+        if envoy_name == EDGE:
+            return identity_folder(self.home, EDGE)
+        instance = envoy_name.removeprefix("sidecar-")
+        return identity_folder(self.home, sidecar_name(service_of(instance, self.services)))
 
     def envoy_values(self, envoy_name: str) -> dict[str, str | int]:
-        """What fills the placeholders of Envoy config `envoy_name`."""
+        """What fills the placeholders of Envoy config `envoy_name` (`edge` or
+        `sidecar-<instance>`)."""
         layout = self.layout
         values: dict[str, str | int] = {
             "ADMIN_PORT": layout.admin_ports[envoy_name],
@@ -209,9 +250,12 @@ class LocalMesh:
         for service in self.services:
             values[f"{service.upper()}_INBOUND_PORT"] = layout.inbound_ports[service]
         if envoy_name != EDGE:
-            service = envoy_name.removeprefix("sidecar-")
-            values["SERVICE_SOCKET"] = str(layout.service_socket(service))
-            values["OUTBOUND_SOCKET"] = str(layout.outbound_socket(service))
+            instance = envoy_name.removeprefix("sidecar-")
+            service = service_of(instance, self.services)
+            # Its own inbound listener (clusters to peers list every replica instead).
+            values[f"{service.upper()}_INBOUND_PORT"] = layout.inbound_ports[instance]
+            values["SERVICE_SOCKET"] = str(layout.service_socket(instance))
+            values["OUTBOUND_SOCKET"] = str(layout.outbound_socket(instance))
         if self.trace_receiver is not None:
             values["OTLP_HOST"] = self.trace_receiver.host
             values["OTLP_PORT"] = self.trace_receiver.port
@@ -219,10 +263,23 @@ class LocalMesh:
 
     def envoy_config(self, envoy_name: str) -> Any:
         assert self.templates is not None
-        template = self.templates[envoy_name]
+        template_name = envoy_name
+        if envoy_name != EDGE:
+            instance = envoy_name.removeprefix("sidecar-")
+            template_name = sidecar_name(service_of(instance, self.services))
+        template = self.templates[template_name]
         if self.trace_receiver is None:
             template = envoy_config.without_tracing(template)
-        return envoy_config.materialize(template, self.envoy_values(envoy_name))
+        config = envoy_config.materialize(template, self.envoy_values(envoy_name))
+        return envoy_config.with_replicas(config, self.layout.replica_ports())
+
+    def instances(self) -> list[str]:
+        """Every replica of every service, the first replicas first."""
+        return [
+            instance_name(service, replica)
+            for replica in range(self.replicas)
+            for service in self.services
+        ]
 
     def prepare(self) -> None:
         """Issues identities, makes sure the token issuer exists, writes Envoy configs."""
@@ -233,7 +290,7 @@ class LocalMesh:
         self.jwks_endpoint.start()
         self.rotator.issue_all()
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMESH_")}
-        for name in (*map(sidecar_name, self.services), EDGE):
+        for name in (*map(sidecar_name, self.instances()), EDGE):
             path = self.config_dir / f"{name}.yaml"
             path.write_text(yaml.safe_dump(self.envoy_config(name), sort_keys=False))
             self.envoys[name] = envoy_process(
@@ -246,22 +303,27 @@ class LocalMesh:
                 self.settings.envoy_concurrency,
                 new_session=True,
             )
-        for service in self.services:
-            self.service_processes[service] = module_process(
-                f"svc_{service}",
+        for instance in self.instances():
+            service = service_of(instance, self.services)
+            self.service_processes[instance] = module_process(
+                f"svc_{instance}",
                 self.service_module(service),
-                self.service_environment(service),
-                self.logs_dir / f"{service}.log",
-                f"unix:{self.layout.service_socket(service)}",
+                self.service_environment(instance),
+                self.logs_dir / f"{instance}.log",
+                f"unix:{self.layout.service_socket(instance)}",
                 cwd=REPO,
                 new_session=True,
             )
 
-    def service_environment(self, service: str) -> dict[str, str]:
+    def service_environment(self, instance: str) -> dict[str, str]:
+        """The environment of one replica (`instance`: `session`, `session-1`, ...)."""
+        service = service_of(instance, self.services)
         env = {k: v for k, v in os.environ.items() if k not in _MESH_OWNED}
+        if service in self.databases:
+            env["TELEMESH_DATABASE_URL"] = self.databases[service]
         env.update(
             TELEMESH_HOME=str(self.home),
-            TELEMESH_LISTEN=f"unix:{self.layout.service_socket(service)}",
+            TELEMESH_LISTEN=f"unix:{self.layout.service_socket(instance)}",
             # Identity comes from mTLS: the sidecar forwards the verified caller.
             TELEMESH_SERVICE_TOKENS="0",
             TELEMESH_TRUST_FORWARDED_IDENTITY="1",
@@ -270,12 +332,12 @@ class LocalMesh:
             PYTHONUNBUFFERED="1",
         )
         for peer in SERVICES:
-            env[f"TELEMESH_{peer.upper()}_ADDR"] = f"unix:{self.layout.outbound_socket(service)}"
+            env[f"TELEMESH_{peer.upper()}_ADDR"] = f"unix:{self.layout.outbound_socket(instance)}"
         if self.trace_receiver is not None:
             # The local receiver keeps traces; metrics are scraped (TELEMESH_METRICS_PORT).
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.trace_receiver.otlp_endpoint
             env["OTEL_METRICS_EXPORTER"] = "none"
-        env["TELEMESH_METRICS_PORT"] = str(self.layout.metrics_ports[service])
+        env["TELEMESH_METRICS_PORT"] = str(self.layout.metrics_ports[instance])
         # Every end of a call is on this machine: the pre-call echo peer may check loopback
         # candidates (off in production; the caller's environment can still say 0).
         env.setdefault("TELEMESH_SIGNALING_PRECALL_ALLOW_LOOPBACK", "1")
@@ -299,7 +361,12 @@ class LocalMesh:
             self.prepare()
             if self.trace_receiver is not None:
                 self.trace_receiver.process.start().wait_ready(timeout)
-            for group in (list(self.envoys.values()), list(self.service_processes.values())):
+            # The first replicas before the others: each creates what its service keeps
+            # in TELEMESH_HOME (keys) and migrates its database once, before any other
+            # replica reads them.
+            first = [self.service_processes[service] for service in self.services]
+            others = [p for p in self.service_processes.values() if p not in first]
+            for group in (list(self.envoys.values()), first, others):
                 for process in group:
                     process.start()
                 for process in group:
@@ -317,6 +384,19 @@ class LocalMesh:
             renewed = self.rotator.rotate_due()
             if renewed and self.on_rotation is not None:
                 self.on_rotation(renewed)
+
+    def restart_exited_replicas(self) -> list[str]:
+        """With more than one replica, a service replica that died is started again
+        (as Kubernetes restarts a container) while the others carry its calls; its
+        sidecar stays. Returns the names restarted."""
+        if self.replicas < 2:
+            return []
+        restarted = []
+        for instance, process in self.service_processes.items():
+            if process.process is not None and not process.running:
+                process.start()
+                restarted.append(instance)
+        return restarted
 
     def exited(self) -> list[str]:
         """Names of the processes that have stopped on their own."""
@@ -336,6 +416,23 @@ class LocalMesh:
             stop_all(group)  # all of a group drain at once
         self.jwks_endpoint.stop()
 
+    def _instance_endpoints(self, instance: str) -> dict[str, Any]:
+        layout = self.layout
+        service = service_of(instance, self.services)
+        process = self.service_processes.get(instance)
+        return {
+            "socket": f"unix:{layout.service_socket(instance)}",
+            "inbound": layout.inbound_address(instance),
+            "outbound": f"unix:{layout.outbound_socket(instance)}",
+            "sidecar_admin": (
+                f"http://{envoy_config.HOST}:{layout.admin_ports[sidecar_name(instance)]}"
+            ),
+            "spiffe_id": self.spiffe_id(service),
+            "identity_dir": str(self.identity_dir(sidecar_name(instance))),
+            "metrics": f"http://127.0.0.1:{layout.metrics_ports[instance]}/metrics",
+            "pid": process.pid if process is not None and process.process is not None else None,
+        }
+
     def endpoints(self) -> dict[str, Any]:
         """Where everything is, for people and tools (`$TELEMESH_HOME/endpoints.json`)."""
         layout = self.layout
@@ -351,15 +448,11 @@ class LocalMesh:
             "jwks_url": self.jwks_endpoint.url,
             "services": {
                 service: {
-                    "socket": f"unix:{layout.service_socket(service)}",
-                    "inbound": layout.inbound_address(service),
-                    "outbound": f"unix:{layout.outbound_socket(service)}",
-                    "sidecar_admin": (
-                        f"http://{envoy_config.HOST}:{layout.admin_ports[sidecar_name(service)]}"
-                    ),
-                    "spiffe_id": self.spiffe_id(service),
-                    "identity_dir": str(self.identity_dir(sidecar_name(service))),
-                    "metrics": f"http://127.0.0.1:{layout.metrics_ports[service]}/metrics",
+                    **self._instance_endpoints(service),
+                    "replicas": [
+                        {"name": instance, **self._instance_endpoints(instance)}
+                        for instance in layout.instances(service)
+                    ],
                 }
                 for service in self.services
             },

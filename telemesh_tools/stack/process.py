@@ -23,12 +23,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from telemesh.file_modes import FILE_MODE, private_folder
 
 
+# Ports this process handed out: the kernel may offer a port again as soon as the probe
+# socket closes, and a stack asks for dozens before anything binds them.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nobody listens on right now, and that this process
+    has not handed out before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def grpc_health_probe(address: str, service: str = "") -> Callable[[], bool]:

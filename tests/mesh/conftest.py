@@ -25,9 +25,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
     try:
         yield stack
     finally:
-        if stack.process.running:
-            stack.down()
-        stack.stop()
+        stack.close()
 
 
 @pytest.fixture(scope="package")

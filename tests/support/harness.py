@@ -189,9 +189,9 @@ class MeshUp:
     endpoints: dict[str, Any]
 
     @classmethod
-    def start(cls, home: Path, **env: str) -> Self:
+    def start(cls, home: Path, *up_args: str, **env: str) -> Self:
         process, endpoints = start_up(
-            home, clean_env(home, **env), home / "telemesh-up.log", cwd=REPO
+            home, clean_env(home, **env), home / "telemesh-up.log", cwd=REPO, up_args=up_args
         )
         return cls(home, process, endpoints)
 
@@ -246,3 +246,9 @@ class MeshUp:
 
     def stop(self) -> None:
         self.process.stop(timeout=60)
+
+    def close(self) -> None:
+        """Stops the stack as its user would (`telemesh down`), then its process."""
+        if self.process.running:
+            self.down()
+        self.stop()

@@ -59,8 +59,8 @@ class MeshUnderTest(MeshUp):
         self.issuer = DevIssuer(self.home)
 
     @classmethod
-    def start(cls, home: Path, **env: str) -> Self:
-        mesh = super().start(home, TELEMESH_CERT_TTL_SECONDS=str(CERT_TTL_SECONDS), **env)
+    def start(cls, home: Path, *up_args: str, **env: str) -> Self:
+        mesh = super().start(home, *up_args, TELEMESH_CERT_TTL_SECONDS=str(CERT_TTL_SECONDS), **env)
         mesh.first_edge_serial = mesh.edge_serial()
         return mesh
 

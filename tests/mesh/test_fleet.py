@@ -1,0 +1,268 @@
+"""Two replicas of every service behind their own sidecars (`telemesh up --replicas 2`
+on PostgreSQL), through the edge: calls spread over the replicas, a visit's signaling
+stays on one, a whole visit works, and a session replica killed during bookings loses
+nothing a client was told succeeded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from telemesh.clients import VISIT_AFFINITY
+from telemesh.config import SERVICES
+from telemesh.session.v1 import session_pb2
+from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
+from telemesh.timestamps import timestamp
+from telemesh_tools.demo.run import Progress, edge_channel_factory, play_visit
+from telemesh_tools.demo.steps import VisitSteps
+from telemesh_tools.mesh import allowlist
+from telemesh_tools.stack.endpoints import read_endpoints
+from telemesh_tools.stack.envoy import stats
+from tests.support.harness import PG_BASE_URL, REPO, clean_env
+from tests.support.mesh import MeshUnderTest
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.postgres
+
+REPLICAS = 2
+BOOKINGS = 200
+CLIENTS = 20
+KILL_AFTER = 60  # acknowledged bookings before a session replica is killed
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
+    """`telemesh up --replicas 2` on databases of its own (dropped at the end)."""
+    prefix = f"tm_fleet_{uuid.uuid4().hex[:8]}"
+    server = make_url(PG_BASE_URL).set(database=prefix).render_as_string(hide_password=False)
+    stack = MeshUnderTest.start(
+        tmp_path_factory.mktemp("fleet"), "--replicas", str(REPLICAS), "--database", server
+    )
+    try:
+        yield stack
+    finally:
+        stack.close()
+        admin = make_url(PG_BASE_URL).set(drivername="postgresql")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+            for service in SERVICES:
+                c.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+
+
+def served(replica: dict[str, object], method: str) -> int:
+    """How many calls of `method` this replica has answered (its Prometheus endpoint)."""
+    with urllib.request.urlopen(str(replica["metrics"]), timeout=5) as reply:
+        text = reply.read().decode()
+    pattern = re.compile(
+        r'^rpc_server_duration_milliseconds_count\{[^}]*rpc_method="' + method + r'"[^}]*\} (\S+)',
+        re.MULTILINE,
+    )
+    return int(sum(float(found) for found in pattern.findall(text)))
+
+
+def replicas_of(fleet: MeshUnderTest, service: str) -> list[dict[str, object]]:
+    return list(fleet.endpoints["services"][service]["replicas"])
+
+
+def steps_through_edge(fleet: MeshUnderTest) -> VisitSteps:
+    return VisitSteps(edge_channel_factory(fleet.endpoints), fleet.issuer)
+
+
+def test_replicas_on_sqlite_are_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "telemesh_tools.cli.main", "up", "--replicas", "2"],
+        env=clean_env(tmp_path),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "need PostgreSQL" in done.stderr
+    assert "SQLite has one writer" in done.stderr
+
+
+def test_every_replica_is_listed_with_its_own_sidecar(fleet: MeshUnderTest) -> None:
+    for service in SERVICES:
+        replicas = replicas_of(fleet, service)
+        assert len(replicas) == REPLICAS
+        for field in ("socket", "inbound", "sidecar_admin", "metrics", "pid"):
+            values = [replica[field] for replica in replicas]
+            assert len(set(values)) == REPLICAS, (service, field, values)
+        # One workload identity per service, whichever replica answers.
+        assert {r["spiffe_id"] for r in replicas} == {
+            fleet.endpoints["services"][service]["spiffe_id"]
+        }
+
+
+def test_the_runtime_and_the_mesh_agree_on_affinity() -> None:
+    assert dict(allowlist.load().affinity) == VISIT_AFFINITY
+
+
+async def test_session_calls_spread_over_the_replicas(fleet: MeshUnderTest) -> None:
+    steps = steps_through_edge(fleet)
+    try:
+        clinician_id, md = await steps.clinician()
+        before = [served(r, "ListSlots") for r in replicas_of(fleet, "session")]
+        start = datetime.now(UTC) + timedelta(hours=1)
+        for _ in range(40):
+            await steps.session.ListSlots(
+                session_pb2.ListSlotsRequest(
+                    clinician_id=clinician_id,
+                    start_time=timestamp(start),
+                    end_time=timestamp(start + timedelta(hours=2)),
+                ),
+                metadata=md,
+            )
+        after = [served(r, "ListSlots") for r in replicas_of(fleet, "session")]
+    finally:
+        await steps.close()
+    counts = [a - b for a, b in zip(after, before, strict=True)]
+    assert sum(counts) == 40
+    assert all(count >= 10 for count in counts), f"round robin over the replicas: {counts}"
+
+
+async def test_calls_about_one_visit_stay_on_one_signaling_replica(fleet: MeshUnderTest) -> None:
+    header = VISIT_AFFINITY["signaling"]
+    replicas = replicas_of(fleet, "signaling")
+    md = fleet.issuer.mint("p-affinity", "patient")
+    landed: Counter[int] = Counter()
+    async with edge_channel_factory(fleet.endpoints)("signaling") as channel:
+        stub = signaling_pb2_grpc.SignalingServiceStub(channel)
+        for n in range(16):
+            key = f"visit-{n}-{uuid.uuid4().hex[:6]}"
+            before = [served(r, "GetIceServers") for r in replicas]
+            for _ in range(4):
+                await stub.GetIceServers(
+                    signaling_pb2.GetIceServersRequest(),
+                    metadata=(("authorization", f"Bearer {md}"), (header, key)),
+                )
+            after = [served(r, "GetIceServers") for r in replicas]
+            counts = [a - b for a, b in zip(after, before, strict=True)]
+            assert sorted(counts) == [0, 4], f"the calls about {key} split: {counts}"
+            landed[counts.index(4)] += 1
+    assert len(landed) == REPLICAS, f"every visit hashed to one replica: {landed}"
+
+
+async def test_a_whole_visit_with_media_across_the_replicas(fleet: MeshUnderTest) -> None:
+    steps = steps_through_edge(fleet)
+    lines: list[str] = []
+    try:
+        summary = await play_visit(steps, Progress(lines.append), call_seconds=3)
+    finally:
+        await steps.close()
+    assert summary.connected_seconds > 0, "\n".join(lines)
+    assert summary.procedure_code, "the visit was charged"
+
+
+async def test_a_session_replica_killed_during_bookings_loses_nothing(
+    fleet: MeshUnderTest,
+) -> None:
+    steps = steps_through_edge(fleet)
+    try:
+        clinician_id, clinician_md = await steps.clinician()
+        patients = [await steps.patient() for _ in range(CLIENTS)]
+        first = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
+        first -= timedelta(minutes=first.minute % 5)
+        requests = [
+            session_pb2.BookVisitRequest(
+                request_id=str(uuid.uuid4()),
+                clinician_id=clinician_id,
+                patient_id=patients[n % CLIENTS][0],
+                start_time=timestamp(first + timedelta(minutes=5 * n)),
+            )
+            for n in range(BOOKINGS)
+        ]
+        acknowledged: dict[str, str] = {}  # request_id -> visit_id
+        victim = replicas_of(fleet, "session")[1]
+        killed = asyncio.Event()
+
+        async def book(request: session_pb2.BookVisitRequest) -> None:
+            md = patients[requests.index(request) % CLIENTS][1]
+            for _ in range(20):  # a client retries what did not answer, same request_id
+                try:
+                    reply = await steps.session.BookVisit(request, metadata=md, timeout=10)
+                except grpc.aio.AioRpcError as error:
+                    if error.code() in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ):
+                        await asyncio.sleep(0.2)
+                        continue
+                    raise
+                acknowledged[request.request_id] = reply.visit.visit_id
+                if len(acknowledged) == KILL_AFTER and not killed.is_set():
+                    os.kill(int(str(victim["pid"])), signal.SIGKILL)
+                    killed.set()
+                return
+            raise AssertionError(f"booking {request.request_id} never answered")
+
+        queue = list(requests)
+
+        async def client() -> None:
+            while queue:
+                await book(queue.pop(0))
+
+        edge_admin = int(str(fleet.endpoints["edge"]["admin"]).rsplit(":", 1)[1])
+        retried_before = stats(edge_admin, r"^cluster\.session\.upstream_rq_retry$")
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+        assert killed.is_set()
+        assert len(acknowledged) == BOOKINGS
+        # The edge took the calls the dead replica could not answer to the other one.
+        retried = stats(edge_admin, r"^cluster\.session\.upstream_rq_retry$")
+        key = "cluster.session.upstream_rq_retry"
+        assert retried[key] > retried_before.get(key, 0), retried
+
+        # Every booking a client was told succeeded exists, once; no slot twice.
+        listed: list[session_pb2.Visit] = []
+        token = ""
+        while True:
+            page = await steps.session.ListVisits(
+                session_pb2.ListVisitsRequest(
+                    clinician_id=clinician_id, page_size=100, page_token=token
+                ),
+                metadata=clinician_md,
+            )
+            listed.extend(page.visits)
+            token = page.next_page_token
+            if not token:
+                break
+        ids = [visit.visit_id for visit in listed]
+        assert sorted(ids) == sorted(acknowledged.values())
+        starts = Counter(visit.start_time.ToSeconds() for visit in listed)
+        assert max(starts.values()) == 1, "a slot was booked twice"
+        # A retry of an answered booking gets the same answer.
+        for request in requests[:: BOOKINGS // 20]:
+            md = patients[requests.index(request) % CLIENTS][1]
+            again = await steps.session.BookVisit(request, metadata=md, timeout=10)
+            assert again.visit.visit_id == acknowledged[request.request_id]
+    finally:
+        await steps.close()
+
+    # The killed replica comes back (as a container restarts) and serves again.
+    async def back() -> bool:
+        current = replicas_of_now(fleet)[1]
+        return current["pid"] != victim["pid"] and served(current, "ListSlots") >= 0
+
+    await eventually(back, seconds=60)
+    assert "session-1 stopped on its own; restarting it" in fleet.process.logs()
+
+
+def replicas_of_now(fleet: MeshUnderTest) -> list[dict[str, object]]:
+    """The session replicas as `telemesh up` lists them now (a restart changes a pid)."""
+    endpoints = read_endpoints(fleet.home) or {}
+    return list(endpoints["services"]["session"]["replicas"])
