@@ -205,6 +205,8 @@ def test_a_whole_visit_in_the_browser(
     assert charge["callText"] == "The visit has ended.", charge
     assert charge["joinButtons"] == 0, charge
     assert "Completed" in charge["visitText"], charge
+    assert charge["seeBill"] == 1, charge
+    assert not charge["videoShown"], "no dead video left after the call"
     assert not [line for line in result["logs"] if "page error" in line], result["logs"]
 
     # What the pages showed is what the services recorded.

@@ -518,8 +518,10 @@ try {
     const paths = {};
     for (const [name, page, back] of both) {
       await page.setViewportSize(desktop ? DESKTOP : PHONE_WIDE);
-      await page.locator("#call-title").scrollIntoViewIfNeeded();
-      await page.evaluate(() => document.getElementById("call").scrollIntoView({ block: "start" }));
+      // The patient's picture is the call; the clinician's starts at the room (who, and
+      // whether they are in) with the call under it.
+      const top = name === "patient" ? "call" : "room";
+      await page.evaluate((id) => document.getElementById(id).scrollIntoView({ block: "start" }), top);
       paths[name] = join(args.artifacts, `web-${name}-in-call-${args.layout}.png`);
       await page.screenshot({ path: paths[name] });
       if (args.images) await page.screenshot({ path: join(args.images, `web-${name}-call.png`) });
@@ -591,7 +593,15 @@ try {
         navigations: await patient.evaluate(() => performance.getEntriesByType("navigation").length),
       };
       await measureAll("after the visit", both);
-      if (args.images) await patient.screenshot({ path: join(args.images, "web-patient-after.png") });
+      await waitFor(patient, "[data-testid=see-bill]");
+      result.seeBill = await patient.locator("[data-testid=see-bill]").count();
+      result.videoShown = await patient.locator("#remote-video").isVisible();
+      if (args.images) {
+        await patient.setViewportSize(PHONE_WIDE);
+        await patient.evaluate(() => document.getElementById("call").scrollIntoView({ block: "start" }));
+        await patient.screenshot({ path: join(args.images, "web-patient-after.png") });
+        await patient.setViewportSize(PATIENT_SIZE);
+      }
       return result;
     },
   );

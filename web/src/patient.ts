@@ -536,7 +536,7 @@ class PatientPage {
       start,
       h(
         "div",
-        { class: "videos small" },
+        { class: "videos small", id: "precheck-videos", hidden: true },
         h("video", {
           id: "precheck-local",
           autoplay: true,
@@ -559,6 +559,7 @@ class PatientPage {
       result.dataset.state = "running";
       fill(result, "Testing...");
       const stream = await localMedia();
+      byId("precheck-videos").hidden = false;
       for (const id of ["precheck-local", "precheck-echo"]) byId<HTMLVideoElement>(id).muted = true;
       byId<HTMLVideoElement>("precheck-local").srcObject = stream;
       try {
@@ -589,6 +590,7 @@ class PatientPage {
         throw error;
       } finally {
         for (const track of stream.getTracks()) track.stop();
+        byId("precheck-videos").hidden = true; // no dead, black pictures left behind
       }
     });
     return element;
@@ -611,12 +613,30 @@ class PatientPage {
         this.call = null;
         leave.disabled = true;
         // The room closes when the visit ends: show how it ended, and its charge.
-        void this.followVisits();
+        void this.followVisits().then(() => this.afterCall(visit.visitId));
       },
     });
     this.call.start();
     await this.loadVisits();
     bringIntoView(byId("call-title")); // again: the visits above were drawn anew
+  }
+
+  /** Under the ended call: where the visit stands and, once it is complete, the bill. */
+  private afterCall(visitId: string): void {
+    const visit = this.visits.find((v) => v.visitId === visitId);
+    if (!visit || this.call) return;
+    const after = byId("call-after");
+    if (visit.state === session.VisitState.COMPLETED) {
+      const bills = h(
+        "button",
+        { type: "button", class: "secondary", "data-testid": "see-bill" },
+        "See your bill",
+      );
+      bills.addEventListener("click", () => bringIntoView(byId("invoice-title")));
+      fill(after, h("p", {}, "Thank you. Your bill for this visit is under Your bills."), bills);
+    } else if (isOpen(visit)) {
+      fill(after, h("p", {}, "The visit is still open: you can join it again from Your visits."));
+    }
   }
 
   // --- bills --------------------------------------------------------------------------

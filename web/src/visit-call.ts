@@ -41,6 +41,7 @@ export function callSection(peerLabel: string, leaveLabel: string): HTMLElement 
       h("p", { id: "call-quality", "data-testid": "call-quality", "data-quality": "", class: "quality" }, ""),
     ),
     h("button", { id: "leave", type: "button", class: "danger" }, leaveLabel),
+    h("div", { id: "call-after", "data-testid": "call-after" }),
     h(
       "div",
       { class: "chat" },
@@ -145,6 +146,8 @@ export class VisitCall {
   /** Shows our camera and joins the room; the call starts once both may talk. */
   start(): void {
     byId("call").hidden = false;
+    delete byId("call").dataset.ended;
+    fill(byId("call-after"));
     fill(byId("chat-log"));
     fill(byId("call-quality"));
     byId("call-quality").dataset.quality = "";
@@ -340,6 +343,9 @@ export class VisitCall {
     for (const track of this.localStream.getTracks()) track.stop();
     setStatus(why, "ended");
     byId("call-status").dataset.end = state;
+    // No dark video, quality or chat box left behind: the messages stay readable.
+    byId("call").dataset.ended = "true";
+    fill(byId("call-quality"));
     fill(byId("call-stream"));
     this.hooks.ended?.(why);
   }
