@@ -166,6 +166,14 @@ def _is_transient(error: BaseException) -> bool:
     return False
 
 
+def unreachable(error: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (restarted, cut by
+    an administrator, failed over): the call may be retried, here or on a replica."""
+    return isinstance(error, exc.DBAPIError) and (
+        error.connection_invalidated or isinstance(error, exc.OperationalError)
+    )
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     trace_statements: bool = setting(

@@ -29,9 +29,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from telemesh import metrics
 from telemesh.auth import Authenticator, bind, metadata_dict
+from telemesh.db import unreachable
 from telemesh.errors import (
     TelemeshError,
     Unauthenticated,
+    Unavailable,
     Unimplemented,
     internal_status,
     invalid,
@@ -180,11 +182,23 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
                 if _is_cancellation(exc):
                     code = grpc.StatusCode.CANCELLED
                     raise
-                code = grpc.StatusCode.INTERNAL
-                logger.error(
-                    "unexpected error", exc_info=True, extra={"fields": {"rpc.method": method[1:]}}
-                )
-                await abort_with(context, internal_status())
+                if unreachable(exc):
+                    # Retryable: a write that did commit before the cut answers its retry
+                    # (same request_id) from its stored answer; the pool reconnects.
+                    code = grpc.StatusCode.UNAVAILABLE
+                    logger.warning(
+                        "database unreachable", extra={"fields": {"rpc.method": method[1:]}}
+                    )
+                    lost = Unavailable("DATABASE_UNAVAILABLE", "the database is unreachable")
+                    await abort_with(context, to_status(lost))
+                else:
+                    code = grpc.StatusCode.INTERNAL
+                    logger.error(
+                        "unexpected error",
+                        exc_info=True,
+                        extra={"fields": {"rpc.method": method[1:]}},
+                    )
+                    await abort_with(context, internal_status())
             finally:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 span.set_attribute("rpc.grpc.status_code", code.value[0])

@@ -49,6 +49,13 @@ COMMON_ERRORS: tuple[ErrorCase, ...] = (
         "`page_token` this service did not issue or that belongs to another query",
     ),
     ErrorCase(
+        "UNAVAILABLE",
+        "DATABASE_UNAVAILABLE",
+        "the service's database could not be reached or dropped the connection (a restart, "
+        "a failover); retry with the same `request_id`: a write that did commit answers "
+        "from its stored result",
+    ),
+    ErrorCase(
         "INTERNAL",
         "INTERNAL",
         "an unexpected failure; no detail (and never a stack trace) reaches the client",

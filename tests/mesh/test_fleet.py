@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.clients import VISIT_AFFINITY
 from telemesh.config import SERVICES
 from telemesh.session.v1 import session_pb2
@@ -33,6 +34,7 @@ from telemesh_tools.demo.steps import VisitSteps
 from telemesh_tools.mesh import allowlist
 from telemesh_tools.stack.endpoints import read_endpoints
 from telemesh_tools.stack.envoy import stats
+from tests.support.billing import completion
 from tests.support.harness import PG_BASE_URL, REPO, clean_env
 from tests.support.mesh import MeshUnderTest
 from tests.support.polling import eventually
@@ -46,21 +48,35 @@ KILL_AFTER = 60  # acknowledged bookings before a session replica is killed
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
-    """`telemesh up --replicas 2` on databases of its own (dropped at the end)."""
+def fleet_databases() -> Iterator[str]:
+    """The prefix of the fleet's databases (`<prefix>_<service>`), dropped at the end."""
     prefix = f"tm_fleet_{uuid.uuid4().hex[:8]}"
-    server = make_url(PG_BASE_URL).set(database=prefix).render_as_string(hide_password=False)
+    try:
+        yield prefix
+    finally:
+        admin = make_url(PG_BASE_URL).set(drivername="postgresql")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+            for service in SERVICES:
+                c.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, fleet_databases: str
+) -> Iterator[MeshUnderTest]:
+    """`telemesh up --replicas 2` on PostgreSQL databases of its own."""
+    server = make_url(PG_BASE_URL).set(database=fleet_databases)
     stack = MeshUnderTest.start(
-        tmp_path_factory.mktemp("fleet"), "--replicas", str(REPLICAS), "--database", server
+        tmp_path_factory.mktemp("fleet"),
+        "--replicas",
+        str(REPLICAS),
+        "--database",
+        server.render_as_string(hide_password=False),
     )
     try:
         yield stack
     finally:
         stack.close()
-        admin = make_url(PG_BASE_URL).set(drivername="postgresql")
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
-            for service in SERVICES:
-                c.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
 
 
 def served(replica: dict[str, object], method: str) -> int:
@@ -260,6 +276,137 @@ async def test_a_session_replica_killed_during_bookings_loses_nothing(
 
     await eventually(back, seconds=60)
     assert "session-1 stopped on its own; restarting it" in fleet.process.logs()
+
+
+async def test_a_billing_replica_killed_during_completions_charges_each_visit_once(
+    fleet: MeshUnderTest,
+) -> None:
+    # The session service's outbox relay delivers completions through its sidecar; the
+    # test delivers them the same way, as the session service, retrying what failed.
+    patient_id = f"p-fleet-{uuid.uuid4().hex[:8]}"
+    requests = [completion(patient_id=patient_id) for _ in range(BOOKINGS)]
+    victim = replicas_of(fleet, "billing")[1]
+    answered: dict[str, str] = {}  # visit_id -> charge_id
+    killed = asyncio.Event()
+    async with grpc.aio.insecure_channel(
+        str(fleet.endpoints["services"]["session"]["outbound"])
+    ) as channel:
+        stub = billing_pb2_grpc.BillingServiceStub(channel)
+
+        async def deliver(request: billing_pb2.RecordVisitCompletionRequest) -> None:
+            for _ in range(20):
+                try:
+                    reply = await stub.RecordVisitCompletion(request, timeout=10)
+                except grpc.aio.AioRpcError as error:
+                    if error.code() == grpc.StatusCode.UNAVAILABLE:
+                        await asyncio.sleep(0.2)
+                        continue
+                    raise
+                answered[request.visit_id] = reply.charge.charge_id
+                if len(answered) == KILL_AFTER and not killed.is_set():
+                    os.kill(int(str(victim["pid"])), signal.SIGKILL)
+                    killed.set()
+                return
+            raise AssertionError(f"completion of {request.visit_id} never answered")
+
+        queue = list(requests)
+
+        async def relay() -> None:
+            while queue:
+                await deliver(queue.pop(0))
+
+        await asyncio.gather(*(relay() for _ in range(CLIENTS)))
+    assert killed.is_set()
+    assert len(answered) == BOOKINGS
+    async with edge_channel_factory(fleet.endpoints)("billing") as channel:
+        stub = billing_pb2_grpc.BillingServiceStub(channel)
+        md = (("authorization", f"Bearer {fleet.issuer.mint('clerk-1', 'billing')}"),)
+        charges: list[billing_pb2.Charge] = []
+        token = ""
+        while True:
+            page = await stub.ListCharges(
+                billing_pb2.ListChargesRequest(
+                    patient_id=patient_id, page_size=100, page_token=token
+                ),
+                metadata=md,
+            )
+            charges.extend(page.charges)
+            token = page.next_page_token
+            if not token:
+                break
+    ours = [c for c in charges if c.visit_id in answered]
+    assert len(ours) == BOOKINGS, "exactly one charge per completed visit"
+    assert {c.visit_id: c.charge_id for c in ours} == answered
+
+
+async def test_cut_database_connections_lose_nothing_and_need_no_restart(
+    fleet: MeshUnderTest, fleet_databases: str
+) -> None:
+    steps = steps_through_edge(fleet)
+    pids = [r["pid"] for r in replicas_of_now(fleet)]
+    database = f"{fleet_databases}_session"
+    admin = make_url(PG_BASE_URL).set(drivername="postgresql")
+    try:
+        clinician_id, clinician_md = await steps.clinician()
+        patient_id, md = await steps.patient()
+        first = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+        first -= timedelta(minutes=first.minute % 5)
+        acknowledged: dict[str, str] = {}
+        cuts = 0
+
+        async def book(n: int) -> None:
+            request = session_pb2.BookVisitRequest(
+                request_id=str(uuid.uuid4()),
+                clinician_id=clinician_id,
+                patient_id=patient_id,
+                start_time=timestamp(first + timedelta(minutes=5 * n)),
+            )
+            for _ in range(30):
+                try:
+                    reply = await steps.session.BookVisit(request, metadata=md, timeout=10)
+                except grpc.aio.AioRpcError as error:
+                    if error.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise  # only "retry" is an acceptable answer to a cut
+                    await asyncio.sleep(0.2)
+                    continue
+                acknowledged[request.request_id] = reply.visit.visit_id
+                return
+            raise AssertionError("a booking never answered")
+
+        def cut() -> int:
+            with psycopg.connect(
+                admin.render_as_string(hide_password=False), autocommit=True
+            ) as connection:
+                rows = connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                ).fetchall()
+            return len(rows)
+
+        async def cutter() -> None:
+            nonlocal cuts
+            for _ in range(3):
+                await asyncio.sleep(0.3)
+                cuts += await asyncio.to_thread(cut)
+
+        queue = list(range(100))
+
+        async def client() -> None:
+            while queue:
+                await book(queue.pop(0))
+
+        await asyncio.gather(cutter(), *(client() for _ in range(10)))
+        assert cuts > 0, "no connection was cut: nothing was tested"
+        assert len(acknowledged) == 100
+        listed = await steps.session.ListVisits(
+            session_pb2.ListVisitsRequest(clinician_id=clinician_id, page_size=200),
+            metadata=clinician_md,
+        )
+        assert sorted(v.visit_id for v in listed.visits) == sorted(acknowledged.values())
+    finally:
+        await steps.close()
+    assert [r["pid"] for r in replicas_of_now(fleet)] == pids, "no replica was restarted"
 
 
 def replicas_of_now(fleet: MeshUnderTest) -> list[dict[str, object]]:
