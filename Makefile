@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint gen docs bench clean image
+.PHONY: setup demo test lint gen docs bench load clean image
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Whole visits through the edge at 1 and 2 replicas (the `fleet` suite of `make bench`).
+load: $(STAMP)
+	$(BIN)/python -m benchmarks fleet
 
 # The container image (Containerfile) with podman, from a wheelhouse built here; prints
 # its name and size. BASE_IMAGE=... changes the base (scripts/build-image.sh says more).

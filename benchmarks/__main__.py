@@ -20,6 +20,7 @@ SUITES = [
     "consent_check",
     "signaling",
     "mesh",
+    "fleet",
 ]
 
 
