@@ -237,19 +237,20 @@ async def load(mesh: MeshUp, replicas: int) -> tuple[Tally, float]:
     return tally, time.perf_counter() - began
 
 
-def traces_of(mesh: MeshUp, visits: list[str]) -> int:
-    """How many of `visits` left exactly one trace in the local trace store (spans of
-    every service and replica that worked on the visit, under the visit's trace)."""
+def traces_of(mesh: MeshUp, visits: list[str]) -> dict[str, int]:
+    """How many traces each of `visits` left in the local trace store (one: the spans of
+    every service and replica that worked on the visit are under the visit's trace)."""
     time.sleep(2)  # the last spans are exported within a second or so
     store = SpanStore(mesh.home / "traces.db")
     try:
-        return sum(1 for visit_id in visits if len(store.traces_of_visit(visit_id)) == 1)
+        return {visit_id: len(store.traces_of_visit(visit_id)) for visit_id in visits}
     finally:
         store.close()
 
 
-def report(replicas: int, tally: Tally, seconds: float, whole_traces: int) -> None:
+def report(replicas: int, tally: Tally, seconds: float, traces: dict[str, int]) -> None:
     done = len(tally.visits)
+    whole_traces = sum(1 for count in traces.values() if count == 1)
     print(
         f"  {replicas} replica(s): {done}/{VISITS} visits in {seconds:.1f} s,"
         f" {done / seconds * 60:.0f} visits/min at {CONCURRENCY} at once;"
@@ -264,6 +265,9 @@ def report(replicas: int, tally: Tally, seconds: float, whole_traces: int) -> No
     for name, count in tally.errors.items():
         if name not in tally.steps:
             print(f"    {name:<20} errors {count}")
+    for visit_id, count in traces.items():
+        if count != 1:
+            print(f"    visit {visit_id}: {count} traces (telemesh trace {visit_id})")
 
 
 async def run(home: Path) -> None:
