@@ -107,19 +107,14 @@ def _ratio_or_zero(numerator: str, denominator: str, by: str) -> str:
     )
 
 
-# The visit funnel, in the order a visit goes through it. Two stages have no counter of
-# their own yet and are read off the RPC histogram (see ops/README.md).
+# The visit funnel, in the order a visit goes through it (the product counters of
+# svc_session and svc_signaling; see ops/README.md).
 FUNNEL = [
     Query("booked", "sum(increase(telemesh_visits_booked_total[$__range]))"),
+    Query("checked in", "sum(increase(telemesh_visits_checked_in_total[$__range]))"),
     Query(
-        "checked in",
-        f'sum(increase({RPC}_count{{rpc_service="telemesh.session.v1.SessionService",'
-        f'rpc_method="CheckIn",rpc_grpc_status_code="0"}}[$__range]))',
-    ),
-    Query(
-        "joined (participants / 2)",
-        f'sum(increase({RPC}_count{{rpc_service="telemesh.signaling.v1.SignalingService",'
-        f'rpc_method="JoinRoom",rpc_grpc_status_code=~"0|1"}}[$__range])) / 2',
+        "joined (patients)",
+        'sum(increase(telemesh_signaling_joins_total{role="patient",resumed="false"}[$__range]))',
     ),
     Query("admitted", "sum(increase(telemesh_visits_joined_total[$__range]))"),
     Query("completed", "sum(increase(telemesh_visits_completed_total[$__range]))"),
@@ -132,10 +127,11 @@ def funnel_panel() -> bargauge.Panel:
         bargauge.Panel()
         .title("Visit funnel (over the time range)")
         .description(
-            "Visits at each step over the dashboard's time range. 'joined' counts the "
-            "signaling JoinRoom streams that ended normally, halved (two participants per "
-            "visit); 'admitted' is telemesh_visits_joined_total (counted at AdmitPatient); "
-            "'billed' counts charges created, not-billable records included."
+            "Visits at each step over the dashboard's time range. 'checked in' counts "
+            "check-ins committed; 'joined' counts patients' room streams accepted by "
+            "signaling (a resumed stream is not counted; a fresh rejoin is); 'admitted' is "
+            "telemesh_visits_joined_total (counted at AdmitPatient); 'billed' counts "
+            "charges created, not-billable records included."
         )
         .datasource(DATASOURCE)
         .unit("short")
@@ -305,7 +301,16 @@ def outbox_consent_panels() -> list[timeseries.Panel]:
                 Query("backlog {{job}}", "max by (job) (telemesh_outbox_backlog)"),
                 Query("dead letters {{job}}", "max by (job) (telemesh_outbox_dead_letters)"),
             ],
-            width=8,
+            width=6,
+        ),
+        _series(
+            "Outbox oldest waiting event",
+            "How long the oldest event still waiting for delivery has waited, per service "
+            "(telemesh_outbox_oldest_age_seconds; 0 when none waits). Alert: "
+            "OutboxBacklogStuck (above 15 minutes).",
+            "s",
+            [Query("oldest {{job}}", "max by (job) (telemesh_outbox_oldest_age_seconds)")],
+            width=6,
         ),
         _series(
             "Outbox deliveries and charge delay",
@@ -322,7 +327,7 @@ def outbox_consent_panels() -> list[timeseries.Panel]:
                     _quantile(0.95, "telemesh_billing_charge_delay_minutes"),
                 ),
             ],
-            width=8,
+            width=6,
         ),
         _series(
             "Consent health",
@@ -350,14 +355,50 @@ def outbox_consent_panels() -> list[timeseries.Panel]:
                 ),
                 Query("consent up", 'sum(up{job="telemesh-consent"})'),
             ],
-            width=8,
+            width=6,
+        ),
+    ]
+
+
+def signaling_audit_panels() -> list[timeseries.Panel]:
+    return [
+        _series(
+            "Signaling rooms and joins",
+            "Open rooms per signaling process (telemesh_signaling_rooms_open; a room lives "
+            "in the process that holds its visit) and room streams accepted per minute, by "
+            "role, resumed streams apart (telemesh_signaling_joins_total). Alerts: "
+            "SignalingRoomsHigh, and ServiceMemoryHigh for the memory they take.",
+            "short",
+            [
+                Query(
+                    "open rooms {{instance}}", "sum by (instance) (telemesh_signaling_rooms_open)"
+                ),
+                Query(
+                    "joins/min {{role}} resumed={{resumed}}",
+                    f"sum by (role, resumed) ({_rate('telemesh_signaling_joins_total')}) * 60",
+                ),
+            ],
+        ),
+        _series(
+            "Audit chain verification failures",
+            "Verifications (VerifyAuditTrail, VerifyAccessLog, telemesh audit verify) that "
+            "found a chain broken over the time range, by chain: consent_audit (the consent "
+            "service's audit trail), access_log (the session service's HIPAA access log). "
+            "Alert: AuditChainBroken.",
+            "short",
+            [
+                Query(
+                    "failed verifications {{chain}}",
+                    "sum by (chain) (increase(telemesh_audit_verify_failures_total[$__range]))",
+                ),
+            ],
         ),
     ]
 
 
 def build() -> dashboard.Dashboard:
     board = (
-        dashboard.Dashboard("Telemesh: visits, calls, RPCs, outbox and consent")
+        dashboard.Dashboard("Telemesh: visits, calls, RPCs, outbox, consent, rooms and audit")
         .uid(UID)
         .tags(["telemesh"])
         .description(
@@ -384,6 +425,9 @@ def build() -> dashboard.Dashboard:
         board = board.with_panel(panel)
     board = board.with_row(dashboard.Row("Outbox and consent health"))
     for panel in outbox_consent_panels():
+        board = board.with_panel(panel)
+    board = board.with_row(dashboard.Row("Signaling rooms and audit chains"))
+    for panel in signaling_audit_panels():
         board = board.with_panel(panel)
     return board
 

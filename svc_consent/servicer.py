@@ -14,6 +14,7 @@ from svc_consent import access, audit_store, consent_changes, convert, ledger, r
 from svc_consent import watch as watch_stream
 from svc_consent.models import ConsentVersionRow
 from svc_consent.requests import ChangeRequest
+from telemesh import metrics
 from telemesh.auth import Principal
 from telemesh.consent.v1 import consent_pb2, consent_pb2_grpc
 from telemesh.errors import NotFound
@@ -38,6 +39,15 @@ def _granting(change: ChangeRequest, state: int, principal: Principal) -> Change
     return lambda session: consent_changes.grant_or_reject(session, change, state, principal)
 
 
+def _count_verify_failures(amount: int) -> None:
+    metrics.count(
+        "telemesh.audit.verify_failures",
+        "Audit chain verifications that found the chain broken, by chain",
+        amount,
+        chain="consent_audit",
+    )
+
+
 class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     def __init__(
         self, db: Database, access: ConsentAccess, changes: ChangeFeed, checks: CheckBatcher
@@ -46,6 +56,8 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
         self.access = access
         self.changes = changes
         self.checks = checks
+        # At zero from the start, so that the first failure is an increase Prometheus sees.
+        _count_verify_failures(0)
 
     # --- changes -----------------------------------------------------------------
 
@@ -238,4 +250,6 @@ class ConsentServicer(consent_pb2_grpc.ConsentServiceServicer):
     ) -> P.VerifyAuditTrailResponse:
         access.may_verify()
         verdict = await audit_store.verify_stored_chain(self.db)
+        if not verdict.intact:
+            _count_verify_failures(1)
         return P.VerifyAuditTrailResponse(**verdict.answer_fields())

@@ -27,6 +27,7 @@ from svc_session import (
 )
 from svc_session.access import NotParticipant, may_read_access_log, sees_clinician_phi
 from svc_session.models import VisitRow
+from telemesh import metrics
 from telemesh.auth import current_principal, require_role, require_service
 from telemesh.errors import PermissionDenied
 from telemesh.idempotency import run_idempotent
@@ -69,12 +70,23 @@ class SessionDependencies:
     outbox_committed: Callable[[], None]
 
 
+def _count_verify_failures(amount: int) -> None:
+    metrics.count(
+        "telemesh.audit.verify_failures",
+        "Audit chain verifications that found the chain broken, by chain",
+        amount,
+        chain="access_log",
+    )
+
+
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     def __init__(self, deps: SessionDependencies) -> None:
         self.deps = deps
         self.db = deps.db
         self.cipher = deps.cipher
         self.access = deps.access
+        # At zero from the start, so that the first failure is an increase Prometheus sees.
+        _count_verify_failures(0)
 
     async def _about_visit(self, work: Awaitable[VisitAnswer]) -> VisitAnswer:
         """Runs an RPC about one visit and puts it in the access log: the visit's patient
@@ -462,4 +474,6 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     ) -> P.VerifyAccessLogResponse:
         require_role("admin")
         verdict = await access_log.CHAIN.verify_stored(self.db)
+        if not verdict.intact:
+            _count_verify_failures(1)
         return P.VerifyAccessLogResponse(**verdict.answer_fields())

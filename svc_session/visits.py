@@ -106,6 +106,7 @@ async def check_in(
         transition(session, visit, S.VISIT_STATE_CHECKED_IN, principal, now)
         visit.patient_location = wanted.patient_location
         await session.flush()
+        metrics.count("telemesh.visits.checked_in", "Visits whose patient checked in")
         return visit
 
 

@@ -22,6 +22,7 @@ from svc_signaling.join_tokens import JoinClaims
 from svc_signaling.models import RoomRecord
 from svc_signaling.rooms import Room
 from svc_signaling.settings import SignalingSettings
+from telemesh import metrics
 from telemesh.db import Database
 from telemesh.errors import NotFound
 from telemesh.signaling.v1 import signaling_pb2
@@ -38,6 +39,8 @@ class RoomRegistry:
         self._rooms: dict[str, Room] = {}
         self._room_of_visit: dict[str, str] = {}
         self._loading = asyncio.Lock()
+        # The open (not closed) rooms held here, for the rooms_open gauge.
+        self._open: set[str] = set()
 
     def cached(self) -> list[Room]:
         return list(self._rooms.values())
@@ -63,16 +66,34 @@ class RoomRegistry:
             self._room_of_visit[room.visit_id] = room.room_id
             if room.closed:
                 self.retire(room)
+            else:
+                self._count_open(room, True)
         return room
 
     def retire(self, room: Room) -> None:
         """Drops a closed room from memory after the grace period."""
+        self._count_open(room, False)
         asyncio.get_running_loop().call_later(self.settings.closed_room_seconds, self._forget, room)
 
     def _forget(self, room: Room) -> None:
+        self._count_open(room, False)
         if self._rooms.get(room.room_id) is room:
             del self._rooms[room.room_id]
             del self._room_of_visit[room.visit_id]
+
+    def _count_open(self, room: Room, is_open: bool) -> None:
+        """Moves the rooms_open gauge when `room` opens here or closes (once each)."""
+        if is_open == (room.room_id in self._open):
+            return
+        if is_open:
+            self._open.add(room.room_id)
+        else:
+            self._open.discard(room.room_id)
+        metrics.adjust(
+            "telemesh.signaling.rooms_open",
+            "Open rooms this signaling process holds",
+            1 if is_open else -1,
+        )
 
     async def _record_of_visit(self, visit_id: str) -> RoomRecord | None:
         async with self.db.read() as session:

@@ -168,6 +168,12 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
 
         subscription, joined, replay = room.subscribe(role, request.resume_after_sequence)
         joined.joined.ice_servers.extend(ice_servers_for(self.settings, claims))
+        metrics.count(
+            "telemesh.signaling.joins",
+            "Room streams accepted, by role; resumed: a stream that resumed after a sequence",
+            role=ROLE_NAMES[role],
+            resumed="true" if request.resume_after_sequence else "false",
+        )
         log(
             logger,
             logging.INFO,

@@ -57,10 +57,22 @@ def observe(name: str, unit: str, description: str, value: float, **attributes: 
 
 
 @cache
-def _gauge(name: str, description: str) -> Any:
-    return _meter.create_gauge(name, description=description)
+def _gauge(name: str, description: str, unit: str) -> Any:
+    return _meter.create_gauge(name, unit=unit, description=description)
 
 
-def gauge(name: str, description: str, value: float, **attributes: str) -> None:
-    """A level that goes up and down (`telemesh.outbox.backlog`)."""
-    _gauge(name, description).set(value, attributes)
+def gauge(name: str, description: str, value: float, unit: str = "", **attributes: str) -> None:
+    """A level that goes up and down (`telemesh.outbox.backlog`), set to `value`; a `unit`
+    ("s") becomes the Prometheus name's suffix (`_seconds`)."""
+    _gauge(name, description, unit).set(value, attributes)
+
+
+@cache
+def _up_down(name: str, description: str) -> Any:
+    return _meter.create_up_down_counter(name, description=description)
+
+
+def adjust(name: str, description: str, amount: int, **attributes: str) -> None:
+    """A level kept as changes (+1, -1) by whatever holds it (`telemesh.signaling.rooms_open`):
+    the changes of every holder in the process add up."""
+    _up_down(name, description).add(amount, attributes)

@@ -212,10 +212,17 @@ class OutboxRelay:
     async def _report_backlog(self) -> None:
         try:
             waiting, dead = await backlog(self.db)
+            oldest = await oldest_waiting_age(self.db)
         except Exception:
             return  # a metric is not worth failing the relay over
         metrics.gauge("telemesh.outbox.backlog", "Outbox events waiting for delivery", waiting)
         metrics.gauge("telemesh.outbox.dead_letters", "Outbox events refused for good", dead)
+        metrics.gauge(
+            "telemesh.outbox.oldest_age",
+            "Age of the oldest outbox event waiting for delivery (0 when none waits)",
+            oldest,
+            unit="s",
+        )
 
     def _pause(self, target: str) -> None:
         _, streak = self._pauses.get(target, (0.0, 0))
@@ -406,6 +413,19 @@ async def backlog(db: Database, target: str | None = None) -> tuple[int, int]:
         waiting = await session.exec(waiting_query)
         dead = await session.exec(dead_query)
         return int(waiting.one()), int(dead.one())
+
+
+async def oldest_waiting_age(db: Database) -> float:
+    """Seconds since the oldest event still waiting for delivery was enqueued (0 when
+    none waits); for the age gauge."""
+    query = select(func.min(col(OutboxEvent.create_time))).where(
+        col(OutboxEvent.delivered_time).is_(None), col(OutboxEvent.dead_time).is_(None)
+    )
+    async with db.read() as session:
+        oldest = (await session.exec(query)).one()
+    if oldest is None:
+        return 0.0
+    return max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
 
 
 def grpc_deliverer(

@@ -58,6 +58,7 @@ def test_the_dashboard_covers_funnel_quality_red_outbox_and_consent() -> None:
         "Call quality",
         "RED per RPC",
         "Outbox and consent health",
+        "Signaling rooms and audit chains",
     ]
     (funnel,) = [p for p in _panels() if p["title"].startswith("Visit funnel")]
     stages = [t["legendFormat"] for t in funnel["targets"]]
