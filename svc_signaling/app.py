@@ -13,12 +13,13 @@ from svc_signaling.consent_link import ConsentLink, OnWithdrawn
 from svc_signaling.join_tokens import JoinTokenVerifier
 from svc_signaling.precall import PreCallChecks
 from svc_signaling.registry import RoomRegistry
+from svc_signaling.room_hosts import HEARTBEAT_SECONDS, RoomHosts
 from svc_signaling.room_life import RoomLife
 from svc_signaling.servicer import SignalingDependencies, SignalingServicer
 from svc_signaling.session_link import SessionLink
 from svc_signaling.settings import SignalingSettings
 from telemesh.app import ServiceAppBase
-from telemesh.background import Spawner
+from telemesh.background import Spawner, every
 from telemesh.config import RuntimeSettings, load
 from telemesh.outbox import grpc_deliverer
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
@@ -44,6 +45,7 @@ class SignalingApp(ServiceAppBase):
         precall = PreCallChecks(settings)
         spawner = Spawner()
         self._registry = RoomRegistry(self.db, settings)
+        hosts = RoomHosts(self.db)
         rooms = RoomLife(
             self.db,
             self._registry,
@@ -63,6 +65,7 @@ class SignalingApp(ServiceAppBase):
                 session=session,
                 precall=precall,
                 rooms=rooms,
+                hosts=hosts,
                 spawn=spawner.spawn,
                 outbox_committed=self.outbox_committed,
             )
@@ -73,6 +76,10 @@ class SignalingApp(ServiceAppBase):
         self.background(_ConsentReactions(consent, rooms.consent_withdrawn))
         self.background(_Stopping(precall.stop))
         self.background(spawner)
+        # With replicas, which one serves each room (nothing to do on SQLite).
+        self.background(hosts)
+        if hosts.enabled:
+            self.background(every("room-hosts", lambda: HEARTBEAT_SECONDS, hosts.heartbeat))
         spawner.spawn(rooms.settle_after_restart(started))
 
     async def drain(self) -> None:

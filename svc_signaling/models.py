@@ -37,6 +37,17 @@ class RoomRecord(SQLModel, table=True):
     close_reason: str = Field(default="", max_length=40)
     create_time: datetime = Field(sa_type=UtcDateTime)
     update_time: datetime = Field(sa_type=UtcDateTime)
+    # The replica whose streams serve the room (svc_signaling.room_hosts); empty: none yet.
+    host_id: str = Field(default="", max_length=32, sa_column_kwargs={"server_default": ""})
+
+
+class ReplicaRecord(SQLModel, table=True):
+    """A signaling replica, alive while `alive_until` is ahead (it renews it)."""
+
+    __tablename__ = "signaling_replicas"
+
+    replica_id: str = Field(primary_key=True, max_length=32)
+    alive_until: datetime = Field(sa_type=UtcDateTime)
 
 
 async def locked_record(session: AsyncSession, room_id: str, **changes: Any) -> RoomRecord:
@@ -51,4 +62,11 @@ async def locked_record(session: AsyncSession, room_id: str, **changes: Any) -> 
     return record
 
 
-__all__ = ["IdempotencyRecord", "OutboxEvent", "RoomRecord", "locked_record", "metadata"]
+__all__ = [
+    "IdempotencyRecord",
+    "OutboxEvent",
+    "ReplicaRecord",
+    "RoomRecord",
+    "locked_record",
+    "metadata",
+]

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from svc_signaling.join_tokens import JoinTokenVerifier
     from svc_signaling.precall import PreCallChecks
     from svc_signaling.registry import RoomRegistry
+    from svc_signaling.room_hosts import RoomHosts
     from svc_signaling.room_life import RoomLife
     from svc_signaling.session_link import SessionLink
     from svc_signaling.settings import SignalingSettings
@@ -96,6 +97,8 @@ class SignalingDependencies:
     session: SessionLink
     precall: PreCallChecks
     rooms: RoomLife
+    # Which replica serves each room (with replicas on PostgreSQL).
+    hosts: RoomHosts
     # Runs work in the background without holding up the call (telemesh.background).
     spawn: Callable[[Coroutine[Any, Any, Any]], None]
     # New outbox events were committed: the relay looks now.
@@ -107,7 +110,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         self.deps = deps
         self.settings = deps.settings
         self._precall_requests = RecentRequests()
-        self.access = RoomAccess(deps.join_tokens, deps.registry)
+        self.access = RoomAccess(deps.join_tokens, deps.registry, deps.hosts)
 
     # --- shared steps -------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         requests.join(request)
         claims = await self.access.own_join_token(request.join_token, principal)
         room = await self.deps.registry.for_join(claims)
+        await self.deps.hosts.hold(room.room_id)  # its streams are here from now on
         room.traceparent = claims.traceparent or room.traceparent
         role = room.role_of(principal)
         self._open(room)
@@ -467,5 +471,6 @@ class SignalingServicer(signaling_pb2_grpc.SignalingServiceServicer):
         room = await self.deps.registry.of_visit(visit_id)
         if room is None or room.closed:
             return signaling_pb2.CloseRoomResponse(closed=False)
+        await self.deps.hosts.check(room.room_id)  # closed where its streams are
         await self.deps.rooms.close(room, reason)
         return signaling_pb2.CloseRoomResponse(closed=True)

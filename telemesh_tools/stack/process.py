@@ -22,7 +22,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from telemesh.file_modes import FILE_MODE, private_folder
 
-
 # Ports this process handed out: the kernel may offer a port again as soon as the probe
 # socket closes, and a stack asks for dozens before anything binds them.
 _handed_out: set[int] = set()

@@ -32,6 +32,7 @@ from telemesh.timestamps import timestamp
 from telemesh_tools.demo.run import Progress, edge_channel_factory, play_visit
 from telemesh_tools.demo.steps import VisitSteps
 from telemesh_tools.mesh import allowlist
+from telemesh_tools.peer.call_peer import CallPeer
 from telemesh_tools.stack.endpoints import read_endpoints
 from telemesh_tools.stack.envoy import stats
 from tests.support.billing import completion
@@ -407,6 +408,100 @@ async def test_cut_database_connections_lose_nothing_and_need_no_restart(
     finally:
         await steps.close()
     assert [r["pid"] for r in replicas_of_now(fleet)] == pids, "no replica was restarted"
+
+
+async def test_the_signaling_replica_of_a_live_call_is_killed_and_the_call_goes_on(
+    fleet: MeshUnderTest,
+) -> None:
+    steps = steps_through_edge(fleet)
+    channel = edge_channel_factory(fleet.endpoints)("signaling")
+    stub = signaling_pb2_grpc.SignalingServiceStub(channel)
+    replicas = replicas_of(fleet, "signaling")
+    try:
+        visit = await steps.ready_visit()
+        before = [served(r, "AdmitPatient") for r in replicas]
+        patient = CallPeer(
+            stub, visit.patient, await steps.join_token(visit, "patient"), label="patient"
+        )
+        clinician = CallPeer(
+            stub, visit.clinician, await steps.join_token(visit, "clinician"), label="clinician"
+        )
+        try:
+            await patient.join()
+            await clinician.join()
+            await clinician.admit()
+            for peer in (patient, clinician):
+                await peer.wait_connected()
+                await peer.wait_frames(5)
+            # The room lives where the visit's affinity header hashes, its streams and its
+            # calls too: the replica that answered the admission.
+            home = next(
+                r for r, b in zip(replicas, before, strict=True) if served(r, "AdmitPatient") > b
+            )
+            generations = {peer: peer.generation for peer in (patient, clinician)}
+            os.kill(int(str(home["pid"])), signal.SIGKILL)
+
+            async def media_again(peer: CallPeer) -> None:
+                await peer.wait_for(lambda: peer.generation > generations[peer] and peer.connected)
+                await peer.wait_frames(1, generation=peer.generation)
+
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(media_again(patient), media_again(clinician)), 5.0
+                )
+            except TimeoutError:
+                raise AssertionError(f"{patient.describe()}\n{clinician.describe()}") from None
+            assert patient.joins[-1].resume_gap, "a surviving replica took the room over"
+            assert patient.admitted, "admission survived the replica"
+
+            # The killed replica comes back (as a container restarts); the call's messages
+            # still reach the other side: an ICE restart goes through.
+            async def home_back() -> bool:
+                endpoints = read_endpoints(fleet.home) or {}
+                current = next(
+                    r
+                    for r in endpoints["services"]["signaling"]["replicas"]
+                    if r["name"] == home["name"]
+                )
+                if current["pid"] == home["pid"]:
+                    return False
+                try:
+                    served(current, "JoinRoom")  # it answers: it is serving again
+                except OSError:
+                    return False
+                return True
+
+            await eventually(home_back, seconds=30)
+            generations = {peer: peer.generation for peer in (patient, clinician)}
+            await clinician.restart_ice()
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(media_again(patient), media_again(clinician)), 10.0
+                )
+            except TimeoutError:
+                raise AssertionError(f"{patient.describe()}\n{clinician.describe()}") from None
+        finally:
+            await patient.close()
+            await clinician.close()
+        done = await steps.complete(visit)
+        assert len(done.connected_periods) >= 1
+        assert done.connected_seconds >= 0
+        billing = billing_pb2_grpc.BillingServiceStub(steps.channel("billing"))
+
+        async def charged_once() -> bool:
+            reply = await billing.ListCharges(
+                billing_pb2.ListChargesRequest(
+                    patient_id=visit.patient_id, visit_id=visit.visit_id
+                ),
+                metadata=visit.patient,
+            )
+            assert len(reply.charges) <= 1
+            return len(reply.charges) == 1
+
+        await eventually(charged_once, seconds=30)
+    finally:
+        await channel.close()
+        await steps.close()
 
 
 def replicas_of_now(fleet: MeshUnderTest) -> list[dict[str, object]]:
