@@ -75,6 +75,15 @@ async def set_weekly(
     return row
 
 
+async def weekly(session: AsyncSession, principal: Principal, clinician_id: str) -> AvailabilityRow:
+    """The clinician's weekly hours as last set (theirs and admins' to read)."""
+    require_self_or(principal, "clinician", clinician_id, "admin")
+    row = await session.get(AvailabilityRow, clinician_id)
+    if row is None:
+        raise NotFound("availability", clinician_id)
+    return row
+
+
 async def add_exception(
     session: AsyncSession, principal: Principal, wanted: NewException
 ) -> AvailabilityExceptionRow:

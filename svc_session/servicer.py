@@ -197,6 +197,15 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             self.db, "SetWeeklyAvailability", request, P.SetWeeklyAvailabilityResponse, work
         )
 
+    async def GetWeeklyAvailability(
+        self, request: P.GetWeeklyAvailabilityRequest, context: Context
+    ) -> P.GetWeeklyAvailabilityResponse:
+        principal = current_principal()
+        clinician_id = requests.identifier("clinician_id", request.clinician_id)
+        async with self.db.read() as session:
+            row = await availability.weekly(session, principal, clinician_id)
+        return P.GetWeeklyAvailabilityResponse(availability=convert.availability(row))
+
     async def AddAvailabilityException(
         self, request: P.AddAvailabilityExceptionRequest, context: Context
     ) -> P.AddAvailabilityExceptionResponse:

@@ -61,6 +61,9 @@ def _calls() -> dict[str, Call]:
             ),
             metadata=md,
         ),
+        "GetWeeklyAvailability": lambda f, w, md: f.session.GetWeeklyAvailability(
+            P.GetWeeklyAvailabilityRequest(clinician_id=w.visit.clinician_id), metadata=md
+        ),
         "AddAvailabilityException": lambda f, w, md: f.session.AddAvailabilityException(
             P.AddAvailabilityExceptionRequest(
                 request_id=rid(),
@@ -167,6 +170,7 @@ async def test_outsiders_are_denied(flows: Flows, world: World, rpc: str, outsid
         ("CompleteVisit", "patient"),
         ("MarkNoShow", "patient"),
         ("SetWeeklyAvailability", "patient"),
+        ("GetWeeklyAvailability", "patient"),
         ("RecordConnectionEvent", "clinician"),
     ],
 )

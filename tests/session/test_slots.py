@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from svc_session import schedule
+from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2
-from tests.support.errors import bad_fields
+from tests.support.errors import bad_fields, refused
 from tests.support.flows import ALL_WEEK, Flows, rid, ts
 
 P = session_pb2
@@ -181,3 +182,52 @@ async def test_bad_weekly_hours_are_refused_and_nothing_changes(
         metadata=md,
     )
     assert len(reply.slots) >= 11
+
+
+async def test_weekly_hours_read_back_as_they_were_set(flows: Flows) -> None:
+    clinician_id, md = await flows.clinician(time_zone="Europe/Berlin")
+    hours = [
+        P.WeeklyHours(day=P.DAY_OF_WEEK_TUESDAY, start_local_time="13:30", end_local_time="17:00"),
+        P.WeeklyHours(day=P.DAY_OF_WEEK_MONDAY, start_local_time="08:00", end_local_time="12:00"),
+    ]
+    await flows.session.SetWeeklyAvailability(
+        P.SetWeeklyAvailabilityRequest(
+            request_id=rid(), clinician_id=clinician_id, hours=hours, slot_minutes=20
+        ),
+        metadata=md,
+    )
+    # What the clinician's app shows after a reload: the hours as set, in their zone.
+    reply = await flows.session.GetWeeklyAvailability(
+        P.GetWeeklyAvailabilityRequest(clinician_id=clinician_id), metadata=md
+    )
+    got = reply.availability
+    assert (got.clinician_id, got.time_zone, got.slot_minutes) == (
+        clinician_id,
+        "Europe/Berlin",
+        20,
+    )
+    assert [(h.day, h.start_local_time, h.end_local_time) for h in got.hours] == [
+        (P.DAY_OF_WEEK_MONDAY, "08:00", "12:00"),
+        (P.DAY_OF_WEEK_TUESDAY, "13:30", "17:00"),
+    ]
+
+
+async def test_no_weekly_hours_yet_is_not_found(flows: Flows) -> None:
+    clinician_id = f"c-{rid()[:8]}"
+    md = flows.user("clinician", clinician_id)
+    await flows.session.CreateClinician(
+        P.CreateClinicianRequest(
+            request_id=rid(),
+            clinician=P.Clinician(
+                clinician_id=clinician_id, display_name="Dr. New", time_zone="UTC", practice_id="p"
+            ),
+        ),
+        metadata=md,
+    )
+    error = await refused(
+        flows.session.GetWeeklyAvailability(
+            P.GetWeeklyAvailabilityRequest(clinician_id=clinician_id), metadata=md
+        )
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert reason_of(error) == "AVAILABILITY_NOT_FOUND"

@@ -2,14 +2,7 @@
 // the visit room (admit, call, complete), the schedule and the weekly hours (the saved
 // hours shown and edited).
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  newRequestId,
-  session,
-  timestampDate,
-  timestampFromDate,
-  visitHeaders,
-  type Telemesh,
-} from "@telemesh/client";
+import { newRequestId, session, timestampDate, visitHeaders, type Telemesh } from "@telemesh/client";
 import { localMedia, showSignedIn, signIn, type SignedIn } from "./app";
 import { exposeCall } from "./debug";
 import "./styles.css";
@@ -40,7 +33,6 @@ const DAYS: [session.DayOfWeek, string, string][] = [
 ];
 const SCHEDULE_REFRESH_MS = 3000;
 const SLOT_CHOICES = [5, 10, 15, 20, 30, 45, 60];
-const DAY_MS = 24 * 3600 * 1000;
 
 /** Every IANA time zone the browser knows, the viewer's own and UTC included. */
 function timeZones(): string[] {
@@ -62,20 +54,6 @@ interface PublishedHours {
   start: string;
   end: string;
   slotMinutes: number;
-}
-
-/** A date's weekday and HH:MM in a zone. */
-function localParts(date: Date, timeZone: string): { day: number; time: string } {
-  const parts = new Intl.DateTimeFormat("en-US", {
-    timeZone,
-    weekday: "short",
-    hour: "2-digit",
-    minute: "2-digit",
-    hourCycle: "h23",
-  }).formatToParts(date);
-  const get = (type: string) => parts.find((p) => p.type === type)?.value ?? "";
-  const day = DAYS.find(([, short]) => short === get("weekday"))?.[0] ?? 0;
-  return { day, time: `${get("hour")}:${get("minute")}` };
 }
 
 class ClinicianPage {
@@ -300,57 +278,31 @@ class ClinicianPage {
     return element;
   }
 
-  /** The published hours, read back from the free slots of the next seven days (the
-   * session service has no call that returns the weekly hours themselves). */
+  /** The weekly hours as saved (GetWeeklyAvailability), shown and put in the form. */
   private async loadHours(): Promise<void> {
-    const zone = this.profile?.timeZone || "UTC";
-    const from = new Date(Date.now() + DAY_MS);
-    from.setUTCHours(0, 0, 0, 0);
-    const until = new Date(from.getTime() + 7 * DAY_MS);
-    const byDay = new Map<number, { start: string; end: string }>();
-    let slotMinutes = 0;
-    let pageToken = "";
+    let availability: session.Availability | undefined;
     try {
-      for (let page = 0; page < 10; page++) {
-        const reply = await this.api.session.listSlots({
-          clinicianId: this.clinicianId,
-          startTime: timestampFromDate(from),
-          endTime: timestampFromDate(until),
-          pageSize: 500,
-          pageToken,
-        });
-        for (const slot of reply.slots) {
-          if (!slot.startTime || !slot.endTime) continue;
-          const begin = timestampDate(slot.startTime);
-          const finish = timestampDate(slot.endTime);
-          slotMinutes ||= Math.round((finish.getTime() - begin.getTime()) / 60000);
-          const a = localParts(begin, zone);
-          const b = localParts(finish, zone);
-          const endTime = b.day !== a.day && b.time === "00:00" ? "24:00" : b.time;
-          const known = byDay.get(a.day);
-          byDay.set(a.day, {
-            start: known && known.start < a.time ? known.start : a.time,
-            end: known && known.end > endTime ? known.end : endTime,
-          });
-        }
-        pageToken = reply.nextPageToken;
-        if (!pageToken) break;
-      }
+      ({ availability } = await this.api.session.getWeeklyAvailability({
+        clinicianId: this.clinicianId,
+      }));
     } catch (error) {
-      if (ConnectError.from(error).code === Code.FailedPrecondition) {
-        fill(byId("hours-state"), "You have not set your hours yet: patients cannot book you until you do.");
-        byId("hours-state").dataset.state = "none";
-        return;
-      }
-      throw error;
+      if (ConnectError.from(error).code !== Code.NotFound) throw error;
     }
-    if (byDay.size === 0) {
-      fill(byId("hours-state"), "You have no free hours in the coming week.");
+    const first = availability?.hours[0];
+    if (!availability || !first) {
+      fill(byId("hours-state"), "You have not set your hours yet: patients cannot book you until you do.");
       byId("hours-state").dataset.state = "none";
       return;
     }
-    const first = [...byDay.values()][0]!;
-    this.showHours({ days: [...byDay.keys()], start: first.start, end: first.end, slotMinutes }, "loaded");
+    this.showHours(
+      {
+        days: [...new Set(availability.hours.map((hours) => hours.day))],
+        start: first.startLocalTime,
+        end: first.endLocalTime,
+        slotMinutes: availability.slotMinutes,
+      },
+      "loaded",
+    );
   }
 
   /** Says which hours are published and puts them in the form, to be edited. */

@@ -971,6 +971,52 @@ class SetWeeklyAvailabilityResponse(_message.Message):
 Global___SetWeeklyAvailabilityResponse: _TypeAlias = SetWeeklyAvailabilityResponse  # noqa: Y015
 
 @_typing.final
+class GetWeeklyAvailabilityRequest(_message.Message):
+    """Request for GetWeeklyAvailability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINICIAN_ID_FIELD_NUMBER: _builtins.int
+    clinician_id: _builtins.str
+    """The clinician whose hours to read."""
+    def __init__(
+        self,
+        *,
+        clinician_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinician_id", b"clinician_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWeeklyAvailabilityRequest: _TypeAlias = GetWeeklyAvailabilityRequest  # noqa: Y015
+
+@_typing.final
+class GetWeeklyAvailabilityResponse(_message.Message):
+    """Response for GetWeeklyAvailability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AVAILABILITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def availability(self) -> Global___Availability:
+        """The availability as stored."""
+
+    def __init__(
+        self,
+        *,
+        availability: Global___Availability | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWeeklyAvailabilityResponse: _TypeAlias = GetWeeklyAvailabilityResponse  # noqa: Y015
+
+@_typing.final
 class AddAvailabilityExceptionRequest(_message.Message):
     """Request for AddAvailabilityException."""
 

@@ -67,6 +67,11 @@ class SessionServiceStub:
                 request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.SetWeeklyAvailabilityRequest.SerializeToString,
                 response_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.SetWeeklyAvailabilityResponse.FromString,
                 _registered_method=True)
+        self.GetWeeklyAvailability = channel.unary_unary(
+                '/telemesh.session.v1.SessionService/GetWeeklyAvailability',
+                request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetWeeklyAvailabilityRequest.SerializeToString,
+                response_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetWeeklyAvailabilityResponse.FromString,
+                _registered_method=True)
         self.AddAvailabilityException = channel.unary_unary(
                 '/telemesh.session.v1.SessionService/AddAvailabilityException',
                 request_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.AddAvailabilityExceptionRequest.SerializeToString,
@@ -214,6 +219,14 @@ class SessionServiceServicer:
 
     def SetWeeklyAvailability(self, request, context):
         """Replaces a clinician's weekly hours, published in the clinician's own IANA time zone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWeeklyAvailability(self, request, context):
+        """A clinician's weekly hours as last set with SetWeeklyAvailability (for the clinician
+        and admins): what an app shows and edits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -407,6 +420,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.SetWeeklyAvailability,
                     request_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.SetWeeklyAvailabilityRequest.FromString,
                     response_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.SetWeeklyAvailabilityResponse.SerializeToString,
+            ),
+            'GetWeeklyAvailability': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWeeklyAvailability,
+                    request_deserializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetWeeklyAvailabilityRequest.FromString,
+                    response_serializer=telemesh_dot_session_dot_v1_dot_session__pb2.GetWeeklyAvailabilityResponse.SerializeToString,
             ),
             'AddAvailabilityException': grpc.unary_unary_rpc_method_handler(
                     servicer.AddAvailabilityException,
@@ -652,6 +670,33 @@ class SessionService:
             '/telemesh.session.v1.SessionService/SetWeeklyAvailability',
             telemesh_dot_session_dot_v1_dot_session__pb2.SetWeeklyAvailabilityRequest.SerializeToString,
             telemesh_dot_session_dot_v1_dot_session__pb2.SetWeeklyAvailabilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWeeklyAvailability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/telemesh.session.v1.SessionService/GetWeeklyAvailability',
+            telemesh_dot_session_dot_v1_dot_session__pb2.GetWeeklyAvailabilityRequest.SerializeToString,
+            telemesh_dot_session_dot_v1_dot_session__pb2.GetWeeklyAvailabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,10 @@ class SessionServiceStub:
     """
     SetWeeklyAvailability: _grpc.UnaryUnaryMultiCallable[_session_pb2.SetWeeklyAvailabilityRequest, _session_pb2.SetWeeklyAvailabilityResponse]
     """Replaces a clinician's weekly hours, published in the clinician's own IANA time zone."""
+    GetWeeklyAvailability: _grpc.UnaryUnaryMultiCallable[_session_pb2.GetWeeklyAvailabilityRequest, _session_pb2.GetWeeklyAvailabilityResponse]
+    """A clinician's weekly hours as last set with SetWeeklyAvailability (for the clinician
+    and admins): what an app shows and edits.
+    """
     AddAvailabilityException: _grpc.UnaryUnaryMultiCallable[_session_pb2.AddAvailabilityExceptionRequest, _session_pb2.AddAvailabilityExceptionResponse]
     """Adds an exception to a clinician's weekly hours: a day (or part of one) off, or
     extra hours on a date.
@@ -163,6 +167,10 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """
     SetWeeklyAvailability: _aio.UnaryUnaryMultiCallable[_session_pb2.SetWeeklyAvailabilityRequest, _session_pb2.SetWeeklyAvailabilityResponse]  # type: ignore[assignment]
     """Replaces a clinician's weekly hours, published in the clinician's own IANA time zone."""
+    GetWeeklyAvailability: _aio.UnaryUnaryMultiCallable[_session_pb2.GetWeeklyAvailabilityRequest, _session_pb2.GetWeeklyAvailabilityResponse]  # type: ignore[assignment]
+    """A clinician's weekly hours as last set with SetWeeklyAvailability (for the clinician
+    and admins): what an app shows and edits.
+    """
     AddAvailabilityException: _aio.UnaryUnaryMultiCallable[_session_pb2.AddAvailabilityExceptionRequest, _session_pb2.AddAvailabilityExceptionResponse]  # type: ignore[assignment]
     """Adds an exception to a clinician's weekly hours: a day (or part of one) off, or
     extra hours on a date.
@@ -294,6 +302,16 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_session_pb2.SetWeeklyAvailabilityResponse, _abc.Awaitable[_session_pb2.SetWeeklyAvailabilityResponse]]:
         """Replaces a clinician's weekly hours, published in the clinician's own IANA time zone."""
+
+    @_abc_1.abstractmethod
+    def GetWeeklyAvailability(
+        self,
+        request: _session_pb2.GetWeeklyAvailabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.GetWeeklyAvailabilityResponse, _abc.Awaitable[_session_pb2.GetWeeklyAvailabilityResponse]]:
+        """A clinician's weekly hours as last set with SetWeeklyAvailability (for the clinician
+        and admins): what an app shows and edits.
+        """
 
     @_abc_1.abstractmethod
     def AddAvailabilityException(
