@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -123,6 +123,7 @@ async def visit(
     session: AsyncSession,
     row: VisitRow,
     *,
+    check_in_window: timedelta,
     cipher: FieldCipher | None = None,
     transitions: list[VisitTransitionRow] | None = None,
     periods: list[ConnectedPeriodRow] | None = None,
@@ -141,18 +142,25 @@ async def visit(
         )
     if periods is None:
         periods = await periods_of(session, row.visit_id)
-    return visit_of(row, cipher=cipher, transitions=transitions, periods=periods)
+    return visit_of(
+        row,
+        check_in_window=check_in_window,
+        cipher=cipher,
+        transitions=transitions,
+        periods=periods,
+    )
 
 
 def visit_of(
     row: VisitRow,
     *,
+    check_in_window: timedelta,
     cipher: FieldCipher | None,
     transitions: Sequence[VisitTransitionRow],
     periods: Sequence[ConnectedPeriodRow],
 ) -> P.Visit:
-    """The visit with the history given. Only a completed visit has diagnosis codes,
-    whose opening needs `cipher`."""
+    """The visit with the history given; check-in opens `check_in_window` before its
+    start. Only a completed visit has diagnosis codes, whose opening needs `cipher`."""
     message = P.Visit(
         visit_id=row.visit_id,
         patient_id=row.patient_id,
@@ -168,6 +176,8 @@ def visit_of(
         traceparent=row.traceparent,
         create_time=timestamp(row.create_time),
         new_patient=row.new_patient,
+        check_in_open_time=timestamp(row.start_time - check_in_window),
+        check_in_close_time=timestamp(row.end_time),
     )
     for change in transitions:
         message.transitions.add(
@@ -184,11 +194,14 @@ def visit_of(
     return message
 
 
-def visit_page(page: VisitPage, cipher: FieldCipher | None) -> list[P.Visit]:
+def visit_page(
+    page: VisitPage, *, check_in_window: timedelta, cipher: FieldCipher | None
+) -> list[P.Visit]:
     """A page of visits, their histories already read (no query per visit)."""
     return [
         visit_of(
             row,
+            check_in_window=check_in_window,
             cipher=cipher,
             transitions=page.transitions[row.visit_id],
             periods=page.periods[row.visit_id],

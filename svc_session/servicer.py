@@ -85,6 +85,8 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self.db = deps.db
         self.cipher = deps.cipher
         self.access = deps.access
+        # How long before a visit's start its patient may check in (the join window).
+        self.check_in_window = timedelta(minutes=deps.settings.join_window_before_minutes)
         # At zero from the start, so that the first failure is an increase Prometheus sees.
         _count_verify_failures(0)
 
@@ -115,7 +117,10 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
 
         async def work(session: AsyncSession) -> VisitAnswer:
             row = await change(session)
-            return response_type(visit=await convert.visit(session, row, cipher=cipher))
+            shown = await convert.visit(
+                session, row, check_in_window=self.check_in_window, cipher=cipher
+            )
+            return response_type(visit=shown)
 
         return await self._about_visit(
             run_idempotent(self.db, method, request, response_type, work, cipher=cipher)
@@ -271,7 +276,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         async def work(session: AsyncSession) -> P.BookVisitResponse:
             booked = await booking.book(session, principal, wanted)
             visit = await convert.visit(
-                session, booked.visit, transitions=[booked.first_transition], periods=[]
+                session,
+                booked.visit,
+                check_in_window=self.check_in_window,
+                transitions=[booked.first_transition],
+                periods=[],
             )
             return P.BookVisitResponse(visit=visit)
 
@@ -327,9 +336,10 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         async def read() -> P.GetVisitResponse:
             async with self.db.read() as session:
                 row = await visits.get(session, principal, visit_id)
-                return P.GetVisitResponse(
-                    visit=await convert.visit(session, row, cipher=self.cipher)
+                shown = await convert.visit(
+                    session, row, check_in_window=self.check_in_window, cipher=self.cipher
                 )
+                return P.GetVisitResponse(visit=shown)
 
         return await self._about_visit(read())
 
@@ -346,7 +356,10 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 await self.access.refused(wanted.patient_id, refusal.reason)
             raise
         response = P.ListVisitsResponse(
-            visits=convert.visit_page(page, self.cipher), next_page_token=page.next_page_token
+            visits=convert.visit_page(
+                page, check_in_window=self.check_in_window, cipher=self.cipher
+            ),
+            next_page_token=page.next_page_token,
         )
         await self.access.log_reads([visit.patient_id for visit in response.visits])
         return response
@@ -354,12 +367,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def CheckIn(self, request: P.CheckInRequest, context: Context) -> P.CheckInResponse:
         principal = current_principal()
         wanted = requests.check_in(request)
-        window = timedelta(minutes=self.deps.settings.join_window_before_minutes)
         return await self._changing_visit(
             "CheckIn",
             request,
             P.CheckInResponse,
-            lambda session: visits.check_in(session, principal, wanted, window),
+            lambda session: visits.check_in(session, principal, wanted, self.check_in_window),
         )
 
     async def AdmitPatient(

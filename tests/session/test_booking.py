@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import grpc
 import pytest
@@ -209,3 +209,15 @@ async def test_cancel_needs_a_reason_and_frees_the_slot(flows: Flows) -> None:
         metadata=other_md,
     )
     assert rebooked.visit.state == P.VisitState.VISIT_STATE_BOOKED
+
+
+async def test_a_visit_says_when_its_check_in_opens_and_closes(flows: Flows) -> None:
+    visit = await flows.book()
+    reply = await flows.session.GetVisit(
+        P.GetVisitRequest(visit_id=visit.visit_id), metadata=visit.patient
+    )
+    shown = reply.visit
+    start = shown.start_time.ToDatetime(tzinfo=UTC)
+    # The service's join window (TELEMESH_JOIN_WINDOW_BEFORE_MINUTES, 15 by default).
+    assert shown.check_in_open_time.ToDatetime(tzinfo=UTC) == start - timedelta(minutes=15)
+    assert shown.check_in_close_time == shown.end_time

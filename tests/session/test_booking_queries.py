@@ -35,8 +35,10 @@ from svc_session.models import (
     VisitTransitionRow,
 )
 from svc_session.servicer import SessionDependencies, SessionServicer
+from svc_session.settings import SessionSettings
 from telemesh.auth import Principal, bind
 from telemesh.care import PatientAccess
+from telemesh.config import load
 from telemesh.db import Database
 from telemesh.errors import AlreadyExists, FailedPrecondition
 from telemesh.field_crypto import FieldCipher, FieldKeys
@@ -114,8 +116,8 @@ def _servicer(db: Database) -> SessionServicer:
             db=db,
             cipher=cipher,
             access=access,
-            settings=None,  # type: ignore[arg-type]  # BookVisit reads none of these
-            join_key=None,  # type: ignore[arg-type]
+            settings=load(SessionSettings),
+            join_key=None,  # type: ignore[arg-type]  # BookVisit reads none of these
             telehealth_permitted=None,  # type: ignore[arg-type]
             outbox_committed=lambda: None,
         )

@@ -93,7 +93,9 @@ async def _page_cost(db: Database, patient_id: str, size: int) -> tuple[int, int
     with statements(db) as seen:
         async with db.read() as session:
             page = await visits.list_visits(session, Principal("patient", patient_id), wanted)
-    answer = convert.visit_page(page, cipher=None)  # no completed visit: no codes to open
+    answer = convert.visit_page(
+        page, check_in_window=timedelta(minutes=15), cipher=None
+    )  # no completed visit: no codes to open
     assert all(len(v.transitions) == 3 for v in answer)
     assert all(v.connected_seconds > 0 for v in answer)
     return len(answer), len(seen)

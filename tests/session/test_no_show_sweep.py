@@ -67,7 +67,7 @@ async def test_overdue_booked_visits_become_no_shows(db: Database) -> None:
     sweeper = Principal("service", "session")
     async with db.write() as session:
         marked = await booking.mark_no_show(session, sweeper, overdue, GRACE, by_sweeper=True)
-        reply = await convert.visit(session, marked)
+        reply = await convert.visit(session, marked, check_in_window=timedelta(minutes=15))
     assert reply.state == S.VISIT_STATE_NO_SHOW
     assert (reply.transitions[-1].actor_role, reply.transitions[-1].actor_id) == (
         "service",

@@ -50,9 +50,6 @@ export const CONSENT_TEXT = [
 const DAY_MS = 24 * 3600 * 1000;
 const CHARGE_WAIT_MS = 30000;
 const BOOKING_LEAD_MS = 2 * 60 * 1000;
-// Check-in opens this long before the visit (the session service's default,
-// TELEMESH_JOIN_WINDOW_BEFORE_MINUTES) and closes when the slot ends.
-const CHECK_IN_OPENS_MINUTES = 15;
 const VISITS_REFRESH_MS = 3000;
 
 async function sha256Hex(text: string): Promise<string> {
@@ -66,6 +63,11 @@ function isoDate(date: Date): string {
 
 const startOf = (visit: session.Visit) => (visit.startTime ? timestampDate(visit.startTime) : new Date(0));
 const endOf = (visit: session.Visit) => (visit.endTime ? timestampDate(visit.endTime) : new Date(0));
+// When check-in opens and closes, as the session service says (its join window).
+const checkInOpens = (visit: session.Visit) =>
+  visit.checkInOpenTime ? timestampDate(visit.checkInOpenTime) : startOf(visit);
+const checkInCloses = (visit: session.Visit) =>
+  visit.checkInCloseTime ? timestampDate(visit.checkInCloseTime) : endOf(visit);
 
 function section(id: string, title: string, ...children: (Node | string)[]): HTMLElement {
   return h(
@@ -397,9 +399,7 @@ class PatientPage {
     const now = Date.now();
     return this.visits
       .filter((v) => v.state === session.VisitState.BOOKED)
-      .filter(
-        (v) => startOf(v).getTime() - CHECK_IN_OPENS_MINUTES * 60000 <= now && now <= endOf(v).getTime(),
-      )
+      .filter((v) => checkInOpens(v).getTime() <= now && now <= checkInCloses(v).getTime())
       .map((v) => v.visitId);
   }
 
@@ -411,7 +411,7 @@ class PatientPage {
     clearTimeout(this.checkInTimer);
     const opensNext = upcoming
       .filter((v) => v.state === session.VisitState.BOOKED)
-      .map((v) => startOf(v).getTime() - CHECK_IN_OPENS_MINUTES * 60000)
+      .map((v) => checkInOpens(v).getTime())
       .filter((at) => at > Date.now())
       .sort((a, b) => a - b)[0];
     // Check-in is offered the moment its window opens, without a reload.
@@ -439,12 +439,13 @@ class PatientPage {
     const lines: (HTMLElement | string)[] = [];
     const actions = h("div", { class: "actions" });
     const now = Date.now();
-    const opens = new Date(start.getTime() - CHECK_IN_OPENS_MINUTES * 60000);
+    const opens = checkInOpens(visit);
+    const minutesBefore = Math.round((start.getTime() - opens.getTime()) / 60000);
     let detail = "";
     if (visit.state === session.VisitState.BOOKED) {
       if (now < opens.getTime()) {
-        detail = `Check-in opens at ${formatClock(opens)}, ${CHECK_IN_OPENS_MINUTES} minutes before the visit.`;
-      } else if (now > endOf(visit).getTime()) {
+        detail = `Check-in opens at ${formatClock(opens)}, ${minutesBefore} minutes before the visit.`;
+      } else if (now > checkInCloses(visit).getTime()) {
         detail = "The time for this visit has passed.";
       } else {
         detail = "Check-in is open. Tell us where you are, then check in.";

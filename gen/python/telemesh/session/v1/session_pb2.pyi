@@ -634,6 +634,8 @@ class Visit(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     NEW_PATIENT_FIELD_NUMBER: _builtins.int
+    CHECK_IN_OPEN_TIME_FIELD_NUMBER: _builtins.int
+    CHECK_IN_CLOSE_TIME_FIELD_NUMBER: _builtins.int
     visit_id: _builtins.str
     """The visit's id."""
     patient_id: _builtins.str
@@ -682,6 +684,16 @@ class Visit(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the visit was booked."""
 
+    @_builtins.property
+    def check_in_open_time(self) -> _timestamp_pb2.Timestamp:
+        """When the patient may check in (CheckIn) from: the service's join window before the
+        start. Set on every visit; only a booked visit can be checked in.
+        """
+
+    @_builtins.property
+    def check_in_close_time(self) -> _timestamp_pb2.Timestamp:
+        """When check-in closes: the end of the slot."""
+
     def __init__(
         self,
         *,
@@ -701,10 +713,12 @@ class Visit(_message.Message):
         traceparent: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         new_patient: _builtins.bool = ...,
+        check_in_open_time: _timestamp_pb2.Timestamp | None = ...,
+        check_in_close_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check_in_close_time", b"check_in_close_time", "check_in_open_time", b"check_in_open_time", "create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_only", b"audio_only", "cancel_reason", b"cancel_reason", "clinician_id", b"clinician_id", "connected_periods", b"connected_periods", "connected_seconds", b"connected_seconds", "create_time", b"create_time", "diagnosis_codes", b"diagnosis_codes", "end_time", b"end_time", "new_patient", b"new_patient", "patient_id", b"patient_id", "patient_location", b"patient_location", "start_time", b"start_time", "state", b"state", "traceparent", b"traceparent", "transitions", b"transitions", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_only", b"audio_only", "cancel_reason", b"cancel_reason", "check_in_close_time", b"check_in_close_time", "check_in_open_time", b"check_in_open_time", "clinician_id", b"clinician_id", "connected_periods", b"connected_periods", "connected_seconds", b"connected_seconds", "create_time", b"create_time", "diagnosis_codes", b"diagnosis_codes", "end_time", b"end_time", "new_patient", b"new_patient", "patient_id", b"patient_id", "patient_location", b"patient_location", "start_time", b"start_time", "state", b"state", "traceparent", b"traceparent", "transitions", b"transitions", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
