@@ -55,6 +55,8 @@ def build_charge(
         diagnosis_codes_enc=seal_codes(cipher, charge_id, completion.diagnosis_codes),
         diagnosis_pointers=pointers if coding.billable else [],
         not_billable_reason=coding.not_billable_reason,
+        not_billable_code=coding.not_billable_code,
+        minimum_seconds=coding.minimum_seconds,
         create_time=now,
         state=state,
         update_time=now,

@@ -112,6 +112,11 @@ class VisitFacts:
     audio_only: bool
 
 
+# Why a visit is not billable (Coding.not_billable_code, the API's NotBillableCode).
+BELOW_MINIMUM_TIME = "below-minimum-time"
+AUDIO_ONLY_DISCUSSION_TOO_SHORT = "audio-only-discussion-too-short"
+
+
 @dataclass(frozen=True)
 class Coding:
     """A coded visit: a claim line's code, or why there is none."""
@@ -122,6 +127,9 @@ class Coding:
     place_of_service: str
     units: int
     not_billable_reason: str
+    # Why not billable ("" when billable), and the connected seconds the rule needed.
+    not_billable_code: str = ""
+    minimum_seconds: int = 0
 
     @property
     def billable(self) -> bool:
@@ -159,15 +167,19 @@ class RuleSet:
         seconds = facts.connected_seconds
         levels = self._levels(patient, modality)
 
-        def not_billable(reason: str) -> Coding:
-            return Coding(self.label, "", (), place, 0, f"{reason} ({self.label})")
+        def not_billable(code: str, needed: int, reason: str) -> Coding:
+            return Coding(
+                self.label, "", (), place, 0, f"{code}: {reason} ({self.label})", code, needed
+            )
 
         minute = self.spec.seconds_per_minute
         discussion = self.spec.audio_only_more_than_minutes * minute
         if facts.audio_only and discussion and seconds <= discussion:
             return not_billable(
-                f"audio-only-discussion-too-short: {seconds} s connected; audio-only codes "
-                f"need more than {discussion} s of medical discussion"
+                AUDIO_ONLY_DISCUSSION_TOO_SHORT,
+                discussion,
+                f"{seconds} s connected; audio-only codes need more than {discussion} s of "
+                "medical discussion",
             )
         for level in levels:
             if seconds >= level.minutes * minute:
@@ -175,8 +187,10 @@ class RuleSet:
                 return Coding(self.label, level.code, tuple(modifiers), place, 1, "")
         lowest = levels[-1]
         return not_billable(
-            f"below-minimum-time: {seconds} s connected; the lowest {patient}-patient "
-            f"{modality.replace('_', '-')} code {lowest.code} needs {lowest.minutes * minute} s"
+            BELOW_MINIMUM_TIME,
+            lowest.minutes * minute,
+            f"{seconds} s connected; the lowest {patient}-patient "
+            f"{modality.replace('_', '-')} code {lowest.code} needs {lowest.minutes * minute} s",
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from svc_billing.coding import AUDIO_ONLY_DISCUSSION_TOO_SHORT, BELOW_MINIMUM_TIME
 from svc_billing.models import BILLABLE, BILLED, NOT_BILLABLE, VOIDED, ChargeEventRow
 from svc_billing.store import ChargeRecord
 from telemesh.billing.v1 import billing_pb2
@@ -14,6 +15,12 @@ STATE_TO_PROTO = {
     NOT_BILLABLE: billing_pb2.CHARGE_STATE_NOT_BILLABLE,
 }
 PROTO_TO_STATE = {value: key for key, value in STATE_TO_PROTO.items()}
+
+# Why not billable: the coding rules' names and the API's codes.
+NOT_BILLABLE_CODES = {
+    BELOW_MINIMUM_TIME: billing_pb2.NOT_BILLABLE_CODE_BELOW_MINIMUM_TIME,
+    AUDIO_ONLY_DISCUSSION_TOO_SHORT: billing_pb2.NOT_BILLABLE_CODE_AUDIO_ONLY_DISCUSSION_TOO_SHORT,
+}
 
 
 def money(amount_minor: int, currency: str) -> billing_pb2.Money:
@@ -58,6 +65,10 @@ def charge_message(record: ChargeRecord) -> billing_pb2.Charge:
             billing_pb2.PATIENT_LOCATION_HOME if row.at_home else billing_pb2.PATIENT_LOCATION_OTHER
         ),
         not_billable_reason=row.not_billable_reason,
+        not_billable_code=NOT_BILLABLE_CODES.get(
+            row.not_billable_code, billing_pb2.NOT_BILLABLE_CODE_UNSPECIFIED
+        ),
+        minimum_seconds=row.minimum_seconds,
         void_reason=row.void_reason,
         create_time=timestamp(row.create_time),
         update_time=timestamp(row.update_time),

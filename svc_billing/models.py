@@ -57,6 +57,12 @@ class ChargeRow(SQLModel, table=True):
     diagnosis_codes_enc: str = Field(sa_type=Text)  # a JSON list of ICD-10-CM codes, sealed
     diagnosis_pointers: list[int] = Field(sa_column=Column(JSON, nullable=False))
     not_billable_reason: str = Field(default="", max_length=300)
+    # Why not billable, as svc_billing.coding names it ("" when billable), and the
+    # connected seconds the rule needed.
+    not_billable_code: str = Field(
+        default="", max_length=40, sa_column_kwargs={"server_default": ""}
+    )
+    minimum_seconds: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     create_time: datetime = Field(sa_type=UtcDateTime, index=True)
 
     state: str = Field(max_length=16, index=True)

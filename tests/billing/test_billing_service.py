@@ -116,6 +116,9 @@ async def test_below_the_lowest_threshold_is_a_not_billable_record(billing: Bill
     assert charge.procedure_code == ""
     assert charge.amount.amount_minor == 0
     assert charge.not_billable_reason.startswith("below-minimum-time: 599 s connected")
+    # What an app words: the code and the time the lowest code needs.
+    assert charge.not_billable_code == billing_pb2.NOT_BILLABLE_CODE_BELOW_MINIMUM_TIME
+    assert charge.minimum_seconds == 600
     # It is kept, not dropped: found by its visit, and nothing can bill or claim it.
     assert [c.charge_id for c in await billing.charges_of_visit(request.visit_id)] == [
         charge.charge_id

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from svc_billing.coding import RuleBook, VisitFacts, load_rule_sets
+from svc_billing.coding import (
+    AUDIO_ONLY_DISCUSSION_TOO_SHORT,
+    BELOW_MINIMUM_TIME,
+    RuleBook,
+    VisitFacts,
+    load_rule_sets,
+)
 from svc_billing.datafiles import DataFileError
 from svc_billing.fees import load_fee_schedule
 from svc_billing.settings import RULES_FOLDER, BillingSettings
@@ -138,9 +144,15 @@ def test_not_billable_reasons_say_why(book: RuleBook) -> None:
     short = book.default.code(VisitFacts(599, False, True, False))
     assert short.not_billable_reason.startswith("below-minimum-time: 599 s connected")
     assert "99212 needs 600 s" in short.not_billable_reason
+    assert (short.not_billable_code, short.minimum_seconds) == (BELOW_MINIMUM_TIME, 600)
     cpt = book.rule_sets["cpt-telemedicine"]
     talk = cpt.code(VisitFacts(600, False, True, True))
     assert talk.not_billable_reason.startswith("audio-only-discussion-too-short")
+    assert talk.not_billable_code == AUDIO_ONLY_DISCUSSION_TOO_SHORT
+    assert "more than" in talk.not_billable_reason
+    assert f"{talk.minimum_seconds} s" in talk.not_billable_reason
+    billable = book.default.code(VisitFacts(1500, False, True, False))
+    assert (billable.not_billable_code, billable.minimum_seconds) == ("", 0)
 
 
 def test_the_payer_mapping_picks_the_rule_set() -> None:

@@ -700,7 +700,7 @@ class PatientPage {
         : charge.amount;
     const visit = this.visits.find((v) => v.visitId === charge.visitId);
     const note = notBillable
-      ? notBilledWords(charge.notBillableReason)
+      ? notBilledWords(charge)
       : voided
         ? voidedWords()
         : `${CHARGE_STATE_WORDS[charge.state] ?? ""}${charge.audioOnly ? " (phone-only visit)" : ""}`;

@@ -24,22 +24,22 @@ export function isOpen(visit: session.Visit): boolean {
   return !OVER.includes(visit.state);
 }
 
-/** Why a charge is not billed, as a patient understands it. Billing's note reads like
- * `below-minimum-time: 20 s connected; the lowest ... code 99212 needs 600 s (rule set)`. */
-export function notBilledWords(note: string): string {
-  const seconds = /needs (\d+) s/.exec(note)?.[1] ?? /more than (\d+) s/.exec(note)?.[1];
-  const minutes = seconds ? Math.round(Number(seconds) / 60) : 0;
-  if (note.startsWith("below-minimum-time")) {
-    return minutes
-      ? `Not billed: the call was shorter than ${minutes} minutes.`
-      : "Not billed: the call was too short to bill.";
+/** Why a charge is not billed, as a patient understands it (billing's code and the
+ * connected time its rule needed). */
+export function notBilledWords(charge: billing.Charge): string {
+  const minutes = Math.round(Number(charge.minimumSeconds) / 60);
+  switch (charge.notBillableCode) {
+    case billing.NotBillableCode.BELOW_MINIMUM_TIME:
+      return minutes
+        ? `Not billed: the call was shorter than ${minutes} minutes.`
+        : "Not billed: the call was too short to bill.";
+    case billing.NotBillableCode.AUDIO_ONLY_DISCUSSION_TOO_SHORT:
+      return minutes
+        ? `Not billed: a phone-only call needs more than ${minutes} minutes of discussion.`
+        : "Not billed: the phone-only call was too short to bill.";
+    default:
+      return "Not billed.";
   }
-  if (note.startsWith("audio-only-discussion-too-short")) {
-    return minutes
-      ? `Not billed: a phone-only call needs more than ${minutes} minutes of discussion.`
-      : "Not billed: the phone-only call was too short to bill.";
-  }
-  return "Not billed.";
 }
 
 /** A voided charge's note. */

@@ -44,6 +44,30 @@ PATIENT_LOCATION_OTHER: PatientLocation.ValueType  # 2
 """Elsewhere: place of service 02."""
 Global___PatientLocation: _TypeAlias = PatientLocation  # noqa: Y015
 
+class _NotBillableCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotBillableCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotBillableCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOT_BILLABLE_CODE_UNSPECIFIED: _NotBillableCode.ValueType  # 0
+    """Billable (or not said)."""
+    NOT_BILLABLE_CODE_BELOW_MINIMUM_TIME: _NotBillableCode.ValueType  # 1
+    """Connected for less than the lowest code of its kind needs."""
+    NOT_BILLABLE_CODE_AUDIO_ONLY_DISCUSSION_TOO_SHORT: _NotBillableCode.ValueType  # 2
+    """An audio-only visit with too little medical discussion for an audio-only code."""
+
+class NotBillableCode(_NotBillableCode, metaclass=_NotBillableCodeEnumTypeWrapper):
+    """Why a completed visit is not billable."""
+
+NOT_BILLABLE_CODE_UNSPECIFIED: NotBillableCode.ValueType  # 0
+"""Billable (or not said)."""
+NOT_BILLABLE_CODE_BELOW_MINIMUM_TIME: NotBillableCode.ValueType  # 1
+"""Connected for less than the lowest code of its kind needs."""
+NOT_BILLABLE_CODE_AUDIO_ONLY_DISCUSSION_TOO_SHORT: NotBillableCode.ValueType  # 2
+"""An audio-only visit with too little medical discussion for an audio-only code."""
+Global___NotBillableCode: _TypeAlias = NotBillableCode  # noqa: Y015
+
 class _ChargeState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -138,6 +162,8 @@ class Charge(_message.Message):
     PATIENT_LOCATION_FIELD_NUMBER: _builtins.int
     FEE_SCHEDULE_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    NOT_BILLABLE_CODE_FIELD_NUMBER: _builtins.int
+    MINIMUM_SECONDS_FIELD_NUMBER: _builtins.int
     charge_id: _builtins.str
     """The charge's id."""
     visit_id: _builtins.str
@@ -161,7 +187,9 @@ class Charge(_message.Message):
     connected_seconds: _builtins.int
     """The connected time the code rests on, in seconds."""
     not_billable_reason: _builtins.str
-    """Why the visit is not billable, when it is not."""
+    """Why the visit is not billable, when it is not: a note for people, with the rule set.
+    Apps show `not_billable_code` and `minimum_seconds` instead of parsing it.
+    """
     void_reason: _builtins.str
     """Why the charge was voided, when it was."""
     new_patient: _builtins.bool
@@ -176,6 +204,13 @@ class Charge(_message.Message):
     """Where the patient was."""
     fee_schedule: _builtins.str
     """The fee schedule that priced it, with its version (for example `telemesh-2025@2025.1`)."""
+    not_billable_code: Global___NotBillableCode.ValueType
+    """Why the visit is not billable, when it is not (a code apps can word)."""
+    minimum_seconds: _builtins.int
+    """The connected time the rule needed, in seconds, when the visit was not billable:
+    the lowest code's minimum (BELOW_MINIMUM_TIME) or the medical discussion an
+    audio-only code needs more than (AUDIO_ONLY_DISCUSSION_TOO_SHORT).
+    """
     @_builtins.property
     def modifiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Modifiers, for example `93` for audio only."""
@@ -233,10 +268,12 @@ class Charge(_message.Message):
         patient_location: Global___PatientLocation.ValueType = ...,
         fee_schedule: _builtins.str = ...,
         history: _abc.Iterable[Global___ChargeTransition] | None = ...,
+        not_billable_code: Global___NotBillableCode.ValueType = ...,
+        minimum_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "audio_only", b"audio_only", "charge_id", b"charge_id", "clinician_id", b"clinician_id", "connected_seconds", b"connected_seconds", "create_time", b"create_time", "diagnosis_codes", b"diagnosis_codes", "diagnosis_pointers", b"diagnosis_pointers", "fee_schedule", b"fee_schedule", "history", b"history", "modifiers", b"modifiers", "new_patient", b"new_patient", "not_billable_reason", b"not_billable_reason", "patient_id", b"patient_id", "patient_location", b"patient_location", "payer_id", b"payer_id", "place_of_service", b"place_of_service", "practice_id", b"practice_id", "procedure_code", b"procedure_code", "rule_set", b"rule_set", "service_date", b"service_date", "state", b"state", "units", b"units", "update_time", b"update_time", "visit_id", b"visit_id", "void_reason", b"void_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "audio_only", b"audio_only", "charge_id", b"charge_id", "clinician_id", b"clinician_id", "connected_seconds", b"connected_seconds", "create_time", b"create_time", "diagnosis_codes", b"diagnosis_codes", "diagnosis_pointers", b"diagnosis_pointers", "fee_schedule", b"fee_schedule", "history", b"history", "minimum_seconds", b"minimum_seconds", "modifiers", b"modifiers", "new_patient", b"new_patient", "not_billable_code", b"not_billable_code", "not_billable_reason", b"not_billable_reason", "patient_id", b"patient_id", "patient_location", b"patient_location", "payer_id", b"payer_id", "place_of_service", b"place_of_service", "practice_id", b"practice_id", "procedure_code", b"procedure_code", "rule_set", b"rule_set", "service_date", b"service_date", "state", b"state", "units", b"units", "update_time", b"update_time", "visit_id", b"visit_id", "void_reason", b"void_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
