@@ -62,7 +62,9 @@ class ServiceAppBase:
             if sealed:
                 log(logger, logging.WARNING, "PHI found in the clear, now sealed", values=sealed)
         # Page tokens signed with this service's secret verify on every replica.
-        install(PageTokens.for_service(self.settings.home, self.name))
+        install(
+            PageTokens.for_service(self.settings.home, self.name, self.settings.page_token_secret)
+        )
         await self.register(server)
         await self.jobs.start_all()
 

@@ -115,6 +115,12 @@ class RuntimeSettings:
         None,
         "The service's own database (SQLAlchemy URL); default SQLite $TELEMESH_HOME/<service>.db.",
     )
+    page_token_secret: str | None = setting(
+        "TELEMESH_PAGE_TOKEN_SECRET",
+        None,
+        "Hex secret that signs page tokens (at least 16 bytes), the same in every replica of "
+        "a service; default a secret made once in $TELEMESH_HOME/<service>/.",
+    )
     log_level: str = setting("TELEMESH_LOG_LEVEL", "INFO", "Log level of the JSON logs on stderr.")
     drain_seconds: float = setting(
         "TELEMESH_DRAIN_SECONDS", 10.0, "How long in-flight calls may run after SIGTERM."

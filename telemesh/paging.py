@@ -94,7 +94,15 @@ class PageTokens:
         self._secret = secret
 
     @classmethod
-    def for_service(cls, home: Path, service: str) -> PageTokens:
+    def for_service(cls, home: Path, service: str, secret_hex: str | None = None) -> PageTokens:
+        """The service's page tokens: signed with `secret_hex` when given (replicas that
+        keep no shared folder share it, so any replica reads another's tokens), else
+        with the secret kept in `home`."""
+        if secret_hex:
+            secret = bytes.fromhex(secret_hex.strip())
+            if len(secret) < 16:
+                raise ValueError("TELEMESH_PAGE_TOKEN_SECRET: at least 16 bytes, in hex")
+            return cls(secret)
         return cls(load_or_create_secret(home / service / KEY_FILE))
 
     def _mac(self, payload: bytes) -> bytes:

@@ -13,7 +13,7 @@ from telemesh.config import ConfigError, RuntimeSettings, load, setting
 from telemesh.errors import InvalidArgument
 from telemesh.field_crypto import DecryptionError, FieldCipher, FieldKeys
 from telemesh.identity.tokens import DevIssuer, InvalidToken, JwksVerifier
-from telemesh.paging import decode_token, encode_token, page_size
+from telemesh.paging import PageTokens, decode_token, encode_token, page_size
 from telemesh.phi import identifiers, scrubbed
 from telemesh.session.v1 import session_pb2
 
@@ -85,6 +85,21 @@ def test_page_tokens_belong_to_their_query() -> None:
     assert page_size(0) == 100
     with pytest.raises(InvalidArgument):
         page_size(501)
+
+
+def test_replicas_with_one_page_token_secret_read_each_others_tokens(tmp_path: Path) -> None:
+    secret = "ab" * 32
+    # Two replicas with homes of their own (pods), one secret from the environment.
+    first = PageTokens.for_service(tmp_path / "pod-1", "session", secret)
+    second = PageTokens.for_service(tmp_path / "pod-2", "session", secret)
+    token = first.encode({"after": 7}, {"q": 1})
+    assert second.decode(token, {"q": 1}) == {"after": 7}
+    # Without it each home makes its own, and the other replica refuses the token.
+    own = PageTokens.for_service(tmp_path / "pod-3", "session")
+    with pytest.raises(InvalidArgument):
+        own.decode(token, {"q": 1})
+    with pytest.raises(ValueError, match="16 bytes"):
+        PageTokens.for_service(tmp_path, "session", "abcd")
 
 
 def test_settings_come_from_the_environment() -> None:
