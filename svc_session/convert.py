@@ -46,6 +46,7 @@ def clinician(cipher: FieldCipher, row: ClinicianRow, *, with_phi: bool) -> P.Cl
         time_zone=row.time_zone,
         practice_id=row.practice_id,
         create_time=timestamp(row.create_time),
+        public_name=row.public_name,
         **phi,
     )
 

@@ -46,6 +46,8 @@ class ClinicianRow(SQLModel, table=True):
     time_zone: str = Field(max_length=64)
     practice_id: str = Field(max_length=100)
     create_time: datetime = Field(sa_type=UtcDateTime)
+    # The name patients see: the clinician's choice, not PHI (not sealed).
+    public_name: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
 
 
 class AvailabilityRow(SQLModel, table=True):

@@ -74,6 +74,7 @@ async def create_clinician(
         clinician_id=clinician_id,
         time_zone=wanted.time_zone,
         practice_id=wanted.practice_id,
+        public_name=wanted.public_name,
         create_time=datetime.now(UTC),
         **seal_person(cipher, "clinicians", clinician_id, wanted.person),
     )

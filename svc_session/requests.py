@@ -55,6 +55,7 @@ class NewClinician:
     person: Person
     time_zone: str
     practice_id: str
+    public_name: str
 
 
 def _person(
@@ -99,8 +100,9 @@ def new_clinician(request: P.CreateClinicianRequest, principal: Principal) -> Ne
             "is not an IANA time zone",
         )
     check.identifier("clinician.practice_id", given.practice_id)
+    check.max_length("clinician.public_name", given.public_name, 200)
     check.raise_if_any()
-    return NewClinician(person, given.time_zone, given.practice_id)
+    return NewClinician(person, given.time_zone, given.practice_id, given.public_name.strip())
 
 
 def identifier(field: str, value: str) -> str:

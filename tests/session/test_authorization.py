@@ -209,3 +209,27 @@ async def test_clinician_phi_is_shown_only_to_that_clinician(flows: Flows, world
     assert public.clinician.time_zone == "UTC"
     own = await flows.session.GetClinician(request, metadata=world.visit.clinician)
     assert own.clinician.display_name == "Dr. Ada Quill"
+
+
+async def test_patients_see_the_name_a_clinician_chose_for_them(flows: Flows) -> None:
+    clinician_id = f"c-{rid()[:8]}"
+    md = flows.user("clinician", clinician_id)
+    await flows.session.CreateClinician(
+        P.CreateClinicianRequest(
+            request_id=rid(),
+            clinician=P.Clinician(
+                clinician_id=clinician_id,
+                display_name="Ada Quill",
+                public_name="Dr. Quill",
+                email="ada@example.org",
+                time_zone="UTC",
+                practice_id="practice-1",
+            ),
+        ),
+        metadata=md,
+    )
+    seen = await flows.session.GetClinician(
+        P.GetClinicianRequest(clinician_id=clinician_id), metadata=flows.user("patient", "p-any")
+    )
+    assert seen.clinician.public_name == "Dr. Quill"
+    assert (seen.clinician.display_name, seen.clinician.email) == ("", ""), "PHI stays theirs"

@@ -439,6 +439,9 @@ try {
 
   await step("patient checks in from home", async () => {
     const card = `li.visit[data-visit-id="${vid}"]`;
+    // The visit names the clinician as they chose to be seen (public_name), not by id.
+    const title = (await patient.locator(`${card} h3`).textContent()) ?? "";
+    if (!title.includes("with Dr. Ada Quill")) throw new Error(`the visit reads "${title}"`);
     await tabTo(patient, `${card} [data-testid=check-in-location]`);
     await press(patient, `${card} [data-testid=check-in]`);
     await waitFor(patient, `${card} [data-testid=join]`);

@@ -169,6 +169,8 @@ class ClinicianPage {
           clinician: {
             clinicianId: this.clinicianId,
             displayName: name.value.trim(),
+            // The name typed here is the one patients see.
+            publicName: name.value.trim(),
             timeZone: zone.value,
             practiceId: practice.value.trim(),
           },
@@ -181,6 +183,7 @@ class ClinicianPage {
       {
         fields: fieldsOf({
           "clinician.display_name": name,
+          "clinician.public_name": name,
           "clinician.time_zone": zone,
           "clinician.practice_id": practice,
         }),

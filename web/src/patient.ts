@@ -87,6 +87,8 @@ class PatientPage {
   private visitsKey = "";
   private checkInTimer: ReturnType<typeof setTimeout> | undefined;
   private chargesWanted = new Set<string>();
+  /** The names patients see of their clinicians (public_name), by clinician id. */
+  private clinicianNames = new Map<string, string>();
 
   constructor(private readonly signedIn: SignedIn) {
     this.api = signedIn.api;
@@ -383,15 +385,38 @@ class PatientPage {
         );
       }
     }
+    await this.learnClinicianNames(visits);
     // Re-drawn only when something changed: a choice being made is not taken away.
     const key = JSON.stringify([
       visits.map((v) => [v.visitId, v.state, v.connectedSeconds.toString()]),
+      [...this.clinicianNames.entries()],
       this.call ? this.callVisitId : "",
       this.checkInOpen(),
     ]);
     if (key === this.visitsKey) return;
     this.visitsKey = key;
     this.renderVisits();
+  }
+
+  /** Looks up the names patients see of the visits' clinicians (once each). */
+  private async learnClinicianNames(visits: session.Visit[]): Promise<void> {
+    const unknown = [...new Set(visits.map((v) => v.clinicianId))].filter(
+      (id) => !this.clinicianNames.has(id),
+    );
+    await Promise.all(
+      unknown.map(async (clinicianId) => {
+        const name = await this.api.session
+          .getClinician({ clinicianId })
+          .then(({ clinician }) => clinician?.publicName ?? "")
+          .catch(() => "");
+        this.clinicianNames.set(clinicianId, name);
+      }),
+    );
+  }
+
+  /** The clinician as the patient may name them. */
+  private clinicianOf(visit: session.Visit): string {
+    return this.clinicianNames.get(visit.clinicianId) || "your clinician";
   }
 
   /** Which booked visits have their check-in window open now (a change re-draws). */
@@ -520,7 +545,7 @@ class PatientPage {
         "data-state": session.VisitState[visit.state],
         "aria-labelledby": titleId,
       },
-      h("h3", { id: titleId, tabindex: -1 }, `${formatTime(start)} with your clinician`),
+      h("h3", { id: titleId, tabindex: -1 }, `${formatTime(start)} with ${this.clinicianOf(visit)}`),
       ...lines,
       actions.childElementCount ? actions : null,
     );

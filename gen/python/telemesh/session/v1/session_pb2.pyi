@@ -354,10 +354,13 @@ class Clinician(_message.Message):
     TIME_ZONE_FIELD_NUMBER: _builtins.int
     PRACTICE_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PUBLIC_NAME_FIELD_NUMBER: _builtins.int
     clinician_id: _builtins.str
     """The clinician's id: the subject of their tokens."""
     display_name: _builtins.str
-    """The name shown to patients."""
+    """The clinician's name as a person: sealed at rest, for the clinician and admins only
+    (patients see `public_name`).
+    """
     birth_date: _builtins.str
     """Date of birth, as an ISO 8601 date (YYYY-MM-DD)."""
     email: _builtins.str
@@ -370,6 +373,11 @@ class Clinician(_message.Message):
     """
     practice_id: _builtins.str
     """The id of the practice the clinician works for."""
+    public_name: _builtins.str
+    """The name patients see (for example `Dr. Ada Quill`), chosen by the clinician; not
+    PHI: GetClinician returns it to every signed-in caller. Empty: apps say "your
+    clinician".
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the profile was created."""
@@ -385,10 +393,11 @@ class Clinician(_message.Message):
         time_zone: _builtins.str = ...,
         practice_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        public_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "clinician_id", b"clinician_id", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "phone", b"phone", "practice_id", b"practice_id", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "clinician_id", b"clinician_id", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "phone", b"phone", "practice_id", b"practice_id", "public_name", b"public_name", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
