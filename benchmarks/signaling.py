@@ -28,7 +28,7 @@ import grpc
 from aiortc import RTCPeerConnection
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks.harness import REPO, percentile
+from benchmarks.harness import REPO, percentile, profiled
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 from telemesh.webrtc.ice import enable_loopback_ice
 from telemesh.webrtc.media import SyntheticVideoTrack
@@ -178,7 +178,8 @@ async def relay_over_grpc(stack: Stack, rooms: list[Room], offer: str) -> dict[f
         for pause in PAUSES:
             latencies = []
             stop_at = time.perf_counter() + RELAY_SECONDS
-            await asyncio.gather(*(loop(i, room) for i, room in enumerate(rooms)))
+            with profiled(stack["signaling"].pid, f"signaling-relay-{pause:g}s", RELAY_SECONDS):
+                await asyncio.gather(*(loop(i, room) for i, room in enumerate(rooms)))
             results[pause] = latencies
         return results
     finally:
