@@ -19,28 +19,24 @@ import asyncio
 import contextlib
 import os
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
-import psycopg
-from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
 from benchmarks.harness import percentile
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.clients import VISIT_AFFINITY
-from telemesh.config import SERVICES
 from telemesh.identity.tokens import DevIssuer
 from telemesh.signaling.v1 import signaling_pb2, signaling_pb2_grpc
 from telemesh_tools.demo.run import Progress, edge_channel_factory, play_visit
 from telemesh_tools.demo.steps import Visit, VisitSteps, rid
 from telemesh_tools.tracestore.store import SpanStore
-from tests.support.harness import PG_BASE_URL, MeshUp
+from tests.support.harness import MeshUp, fleet_databases
 
 VISITS = int(os.environ.get("TELEMESH_LOAD_VISITS", "40"))
 CONCURRENCY = int(os.environ.get("TELEMESH_LOAD_CONCURRENCY", "10"))
@@ -197,20 +193,15 @@ async def media_visit(steps: VisitSteps, tally: Tally) -> None:
     tally.visits.append(summary.visit_id)
 
 
-@contextlib.asynccontextmanager
-async def fleet(home: Path, replicas: int) -> AsyncIterator[MeshUp]:
+@contextlib.contextmanager
+def fleet(home: Path, replicas: int) -> Iterator[MeshUp]:
     """`telemesh up --replicas N` on PostgreSQL databases of its own."""
-    prefix = f"tm_load_{uuid.uuid4().hex[:8]}"
-    server = make_url(PG_BASE_URL).set(database=prefix).render_as_string(hide_password=False)
-    mesh = MeshUp.start(home, "--replicas", str(replicas), "--database", server)
-    try:
-        yield mesh
-    finally:
-        mesh.close()
-        admin = make_url(PG_BASE_URL).set(drivername="postgresql")
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
-            for service in SERVICES:
-                c.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+    with fleet_databases("load") as databases:
+        mesh = MeshUp.start(home, *databases.up_args(replicas))
+        try:
+            yield mesh
+        finally:
+            mesh.close()
 
 
 async def load(mesh: MeshUp, replicas: int) -> tuple[Tally, float]:
@@ -273,6 +264,6 @@ def report(replicas: int, tally: Tally, seconds: float, traces: dict[str, int]) 
 async def run(home: Path) -> None:
     print(f"load: {VISITS} whole visits through the edge, {CONCURRENCY} at once")
     for replicas in REPLICAS:
-        async with fleet(home / f"replicas-{replicas}", replicas) as mesh:
+        with fleet(home / f"replicas-{replicas}", replicas) as mesh:
             tally, seconds = await load(mesh, replicas)
             report(replicas, tally, seconds, traces_of(mesh, tally.visits))

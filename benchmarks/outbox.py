@@ -88,22 +88,20 @@ async def run(home: Path) -> None:
                 cwd=REPO,
             ).start()
             try:
-                profiling = contextlib.ExitStack()
-                profiling.enter_context(profiled(relay.pid, "outbox-relay", 10.0))
-                # Polls another process's database: there is nothing to await instead.
-                # The clock starts at the first batch seen delivered (the relay process
-                # has started by then) and counts what was left at that moment.
-                while (left := (await backlog(session_db))[0]) == total:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-                began, counted = time.perf_counter(), left
-                while left:
-                    await asyncio.sleep(0.02)
-                    left, dead = await backlog(session_db)
-                    assert not dead, "no event may be refused"
-                drained = time.perf_counter() - began
+                with profiled(relay.pid, "outbox-relay", 10.0):
+                    # Polls another process's database: there is nothing to await
+                    # instead. The clock starts at the first batch seen delivered (the
+                    # relay process has started by then) and counts what was left then.
+                    while (left := (await backlog(session_db))[0]) == total:  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
+                    began, counted = time.perf_counter(), left
+                    while left:
+                        await asyncio.sleep(0.02)
+                        left, dead = await backlog(session_db)
+                        assert not dead, "no event may be refused"
+                    drained = time.perf_counter() - began
             finally:
                 relay.stop()
-                profiling.close()
         finally:
             await session_db.dispose()
         rate = counted / drained

@@ -43,12 +43,6 @@ def require_participant(visit: VisitRow, principal: Principal, *roles: str) -> s
     return role
 
 
-def require_self_or(principal: Principal, role: str, subject: str, *others: str) -> None:
-    """The caller is user `subject` in `role`, or holds one of `others`."""
-    if not (principal.is_user(role, subject) or principal.role in others):
-        raise PermissionDenied("NOT_OWNER", f"the caller may not act for this {role}")
-
-
 def may_manage(visit: VisitRow, principal: Principal) -> None:
     """Cancel or reschedule: an admin, or either participant."""
     if principal.role != "admin":

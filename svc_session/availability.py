@@ -12,7 +12,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from svc_session import schedule
-from svc_session.access import require_self_or
 from svc_session.models import (
     AvailabilityExceptionRow,
     AvailabilityRow,
@@ -20,7 +19,7 @@ from svc_session.models import (
 )
 from svc_session.profiles import load_clinician
 from svc_session.requests import EXTRA_HOURS, ExceptionQuery, NewException, SlotQuery, WeeklyHours
-from telemesh.auth import Principal
+from telemesh.auth import Principal, require_self_or
 from telemesh.errors import FailedPrecondition, NotFound
 from telemesh.paging import decode_token, encode_token, page_of
 

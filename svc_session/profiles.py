@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from svc_session.access import require_self_or
 from svc_session.models import ClinicianRow, PatientRow
 from svc_session.requests import NewClinician, Person
-from telemesh.auth import Principal
+from telemesh.auth import Principal, require_self_or
 from telemesh.errors import AlreadyExists, NotFound
 from telemesh.field_crypto import FieldCipher
 

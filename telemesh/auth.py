@@ -86,12 +86,10 @@ def require_service(*services: str) -> Principal:
     return principal
 
 
-def require_self_or(role: str, subject: str, *others: str) -> Principal:
-    """The caller, who must be user `subject` in `role`, or hold one of `others`."""
-    principal = current_principal()
-    if principal.is_user(role, subject) or principal.role in others:
-        return principal
-    raise PermissionDenied("NOT_OWNER", f"the caller may not act for this {role}")
+def require_self_or(principal: Principal, role: str, subject: str, *others: str) -> None:
+    """`principal` must be user `subject` in `role`, or hold one of `others`."""
+    if not (principal.is_user(role, subject) or principal.role in others):
+        raise PermissionDenied("NOT_OWNER", f"the caller may not act for this {role}")
 
 
 class Authenticator:

@@ -18,6 +18,11 @@ class DatabaseChoiceError(ValueError):
     """The database URL cannot carry the stack asked for."""
 
 
+def database_name(prefix: str, service: str) -> str:
+    """The name of `service`'s database on the server `--database` names."""
+    return f"{prefix}_{service}"
+
+
 def service_databases(url: str, services: Sequence[str], replicas: int) -> dict[str, str]:
     """Each service's own database on the server of `url` (a PostgreSQL URL whose
     database name is the prefix: `.../telemesh` gives `telemesh_session`, ...), created
@@ -39,7 +44,7 @@ def service_databases(url: str, services: Sequence[str], replicas: int) -> dict[
     admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(
         hide_password=False
     )
-    names = {service: f"{prefix}_{service}" for service in services}
+    names = {service: database_name(prefix, service) for service in services}
     with psycopg.connect(admin, autocommit=True) as connection:
         existing = {
             row[0] for row in connection.execute("SELECT datname FROM pg_database").fetchall()

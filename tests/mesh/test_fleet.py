@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -19,9 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from telemesh.billing.v1 import billing_pb2, billing_pb2_grpc
 from telemesh.clients import VISIT_AFFINITY
@@ -36,9 +32,16 @@ from telemesh_tools.peer.call_peer import CallPeer
 from telemesh_tools.stack.endpoints import read_endpoints
 from telemesh_tools.stack.envoy import stats
 from tests.support.billing import completion
-from tests.support.harness import PG_BASE_URL, REPO, clean_env
+from tests.support.harness import (
+    REPO,
+    FleetDatabases,
+    clean_env,
+    cut_pg_connections,
+    fleet_databases,
+)
 from tests.support.mesh import MeshUnderTest
 from tests.support.polling import eventually
+from tests.support.prometheus import total
 
 pytestmark = pytest.mark.postgres
 
@@ -49,31 +52,17 @@ KILL_AFTER = 60  # acknowledged bookings before a session replica is killed
 
 
 @pytest.fixture(scope="module")
-def fleet_databases() -> Iterator[str]:
-    """The prefix of the fleet's databases (`<prefix>_<service>`), dropped at the end."""
-    prefix = f"tm_fleet_{uuid.uuid4().hex[:8]}"
-    try:
-        yield prefix
-    finally:
-        admin = make_url(PG_BASE_URL).set(drivername="postgresql")
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
-            for service in SERVICES:
-                c.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+def databases() -> Iterator[FleetDatabases]:
+    with fleet_databases("fleet") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
 def fleet(
-    tmp_path_factory: pytest.TempPathFactory, fleet_databases: str
+    tmp_path_factory: pytest.TempPathFactory, databases: FleetDatabases
 ) -> Iterator[MeshUnderTest]:
     """`telemesh up --replicas 2` on PostgreSQL databases of its own."""
-    server = make_url(PG_BASE_URL).set(database=fleet_databases)
-    stack = MeshUnderTest.start(
-        tmp_path_factory.mktemp("fleet"),
-        "--replicas",
-        str(REPLICAS),
-        "--database",
-        server.render_as_string(hide_password=False),
-    )
+    stack = MeshUnderTest.start(tmp_path_factory.mktemp("fleet"), *databases.up_args(REPLICAS))
     try:
         yield stack
     finally:
@@ -82,13 +71,10 @@ def fleet(
 
 def served(replica: dict[str, object], method: str) -> int:
     """How many calls of `method` this replica has answered (its Prometheus endpoint)."""
-    with urllib.request.urlopen(str(replica["metrics"]), timeout=5) as reply:
-        text = reply.read().decode()
-    pattern = re.compile(
-        r'^rpc_server_duration_milliseconds_count\{[^}]*rpc_method="' + method + r'"[^}]*\} (\S+)',
-        re.MULTILINE,
+    count = total(
+        str(replica["metrics"]), "rpc_server_duration_milliseconds_count", rpc_method=method
     )
-    return int(sum(float(found) for found in pattern.findall(text)))
+    return int(count)
 
 
 def replicas_of(fleet: MeshUnderTest, service: str) -> list[dict[str, object]]:
@@ -341,12 +327,10 @@ async def test_a_billing_replica_killed_during_completions_charges_each_visit_on
 
 
 async def test_cut_database_connections_lose_nothing_and_need_no_restart(
-    fleet: MeshUnderTest, fleet_databases: str
+    fleet: MeshUnderTest, databases: FleetDatabases
 ) -> None:
     steps = steps_through_edge(fleet)
     pids = [r["pid"] for r in replicas_of_now(fleet)]
-    database = f"{fleet_databases}_session"
-    admin = make_url(PG_BASE_URL).set(drivername="postgresql")
     try:
         clinician_id, clinician_md = await steps.clinician()
         patient_id, md = await steps.patient()
@@ -374,22 +358,11 @@ async def test_cut_database_connections_lose_nothing_and_need_no_restart(
                 return
             raise AssertionError("a booking never answered")
 
-        def cut() -> int:
-            with psycopg.connect(
-                admin.render_as_string(hide_password=False), autocommit=True
-            ) as connection:
-                rows = connection.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (database,),
-                ).fetchall()
-            return len(rows)
-
         async def cutter() -> None:
             nonlocal cuts
             for _ in range(3):
                 await asyncio.sleep(0.3)
-                cuts += await asyncio.to_thread(cut)
+                cuts += await asyncio.to_thread(cut_pg_connections, databases.of("session"))
 
         queue = list(range(100))
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -16,7 +15,7 @@ from telemesh.errors import reason_of
 from telemesh.session.v1 import session_pb2, session_pb2_grpc
 from tests.support.errors import refused
 from tests.support.flows import Flows
-from tests.support.harness import PG_BASE_URL, Stack
+from tests.support.harness import Stack, cut_pg_connections
 
 pytestmark = pytest.mark.postgres
 
@@ -31,19 +30,6 @@ def session_on_postgres(tmp_path: Path) -> Iterator[Stack]:
         stack.close()
 
 
-def _cut_connections(database_url: str) -> int:
-    """Terminates every server connection to the database; how many there were."""
-    database = make_url(database_url).database
-    admin = make_url(PG_BASE_URL).set(drivername="postgresql")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            (database,),
-        ).fetchall()
-    return len(rows)
-
-
 async def test_a_cut_connection_is_unavailable_then_the_service_recovers(
     session_on_postgres: Stack,
 ) -> None:
@@ -56,7 +42,9 @@ async def test_a_cut_connection_is_unavailable_then_the_service_recovers(
         async with stack.channel("session") as channel:
             stub = session_pb2_grpc.SessionServiceStub(channel)
             await stub.GetClinician(request, metadata=md)  # a pooled connection now
-            assert _cut_connections(stack["session"].env["TELEMESH_DATABASE_URL"]) > 0
+            database = make_url(stack["session"].env["TELEMESH_DATABASE_URL"]).database
+            assert database is not None
+            assert cut_pg_connections(database) > 0
             error = await refused(stub.GetClinician(request, metadata=md))
             assert error.code() == grpc.StatusCode.UNAVAILABLE
             assert reason_of(error) == "DATABASE_UNAVAILABLE"

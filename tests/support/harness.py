@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from telemesh.config import SERVICES
 from telemesh.db import Database, migrate
 from telemesh.identity.tokens import DevIssuer
+from telemesh_tools.stack.databases import database_name
 from telemesh_tools.stack.endpoints import start_up, telemesh_command
 from telemesh_tools.stack.process import ManagedProcess, free_port, module_process, stop_all
 
@@ -73,6 +74,46 @@ def drop_pg_database(url: str) -> None:
     name = make_url(url).database
     with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cut_pg_connections(database: str) -> int:
+    """Terminates every server connection to `database` (as an administrator, a restart
+    or a failover would); how many there were."""
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class FleetDatabases:
+    """Fresh PostgreSQL databases for `telemesh up --replicas N --database URL`, which
+    makes one per service from the URL's database name (`<prefix>_<service>`)."""
+
+    prefix: str
+
+    def up_args(self, replicas: int) -> tuple[str, ...]:
+        server = make_url(PG_BASE_URL).set(database=self.prefix)
+        url = server.render_as_string(hide_password=False)
+        return ("--replicas", str(replicas), "--database", url)
+
+    def of(self, service: str) -> str:
+        return database_name(self.prefix, service)
+
+
+@contextlib.contextmanager
+def fleet_databases(label: str) -> Iterator[FleetDatabases]:
+    """The databases of one replicated stack, dropped at the end."""
+    databases = FleetDatabases(f"tm_{label}_{uuid.uuid4().hex[:8]}")
+    try:
+        yield databases
+    finally:
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+            for service in SERVICES:
+                conn.execute(f'DROP DATABASE IF EXISTS "{databases.of(service)}" WITH (FORCE)')
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import os
 import shutil
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +33,10 @@ from telemesh.identity.tokens import DevIssuer
 from telemesh.tracing.ids import PresetIdGenerator
 from telemesh_tools.demo.run import Progress, Summary, edge_channel_factory, play_visit, start_stack
 from telemesh_tools.demo.steps import VisitSteps
-from telemesh_tools.stack.process import ManagedProcess, free_port
+from telemesh_tools.stack.process import ManagedProcess
 from tests.support.harness import REPO
+from tests.support.prometheus import prometheus as start_prometheus
+from tests.support.prometheus import query
 
 RULES = REPO / "ops" / "prometheus" / "rules"
 
@@ -81,17 +83,6 @@ def _report_peers_to(endpoint: str) -> BatchSpanProcessor:
     return processor
 
 
-def _http_ready(url: str) -> Callable[[], bool]:
-    def probe() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    return probe
-
-
 def _target(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
@@ -128,21 +119,12 @@ def prometheus_config(endpoints: dict[str, Any], rules: Path) -> str:
     return json.dumps(config, indent=2)  # YAML is a superset of JSON
 
 
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    with urllib.request.urlopen(url, timeout=10) as reply:
-        answer = json.load(reply)
-    assert answer["status"] == "success", answer
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
-
-
 async def _scraping(base: str, targets: int, seconds: float = 60) -> None:
     """Waits until Prometheus has scraped every target once (it takes up its static targets
     some seconds after it is ready), so that it sees every counter start."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        up = await asyncio.to_thread(_query, base, "count(up == 1)")
+        up = await asyncio.to_thread(query, base, "count(up == 1)")
         if up and int(up[0]["value"][1]) >= targets:
             return
         if asyncio.get_running_loop().time() > deadline:
@@ -161,7 +143,7 @@ class VisitedMesh:
     summaries: list[Summary] = field(default_factory=list)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        return _query(self.prometheus, promql)
+        return query(self.prometheus, promql)
 
     @property
     def traces(self) -> Path:
@@ -185,22 +167,7 @@ async def visited_mesh(
         await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)
         up, endpoints = await asyncio.to_thread(start_stack, home, home / "up.log")
         if scrape and shutil.which("prometheus") is not None:
-            port = free_port()
-            config = home / "prometheus.yml"
-            config.write_text(prometheus_config(endpoints, RULES))
-            base = f"http://127.0.0.1:{port}"
-            prometheus = ManagedProcess(
-                "prometheus",
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={home / 'prometheus-data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                {},
-                home / "prometheus.log",
-                ready=_http_ready(f"{base}/-/ready"),
-            )
+            prometheus, base = start_prometheus(home, prometheus_config(endpoints, RULES))
             await asyncio.to_thread(prometheus.start().wait_ready)
             targets = len(endpoints["services"]) * 2 + 1  # services, sidecars, the edge
             await _scraping(base, targets)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from telemesh.session.v1 import session_pb2
 from telemesh_tools.stack.process import ManagedProcess, free_port
 from tests.support.flows import Flows, rid, ts
 from tests.support.harness import Stack
+from tests.support.prometheus import prometheus, query
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="Debian's prometheus is not installed (make setup)"
@@ -34,48 +33,13 @@ P99 = (
 )
 
 
-def _http_ready(url: str) -> Callable[[], bool]:
-    def probe() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    return probe
-
-
-def _query(base: str, promql: str) -> list[dict[str, object]]:
-    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        answer = json.load(reply)
-    assert answer["status"] == "success", answer
-    result: list[dict[str, object]] = answer["data"]["result"]
-    return result
-
-
 def start_prometheus(home: Path, targets: list[str]) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    config = home / "prometheus.yml"
-    config.write_text(
+    return prometheus(
+        home,
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: telemesh\n    static_configs:\n"
-        f"      - targets: {json.dumps(targets)}\n"
+        f"      - targets: {json.dumps(targets)}\n",
     )
-    base = f"http://127.0.0.1:{port}"
-    process = ManagedProcess(
-        "prometheus",
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={home / 'prometheus-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        {},
-        home / "prometheus.log",
-        ready=_http_ready(f"{base}/-/ready"),
-    )
-    return process, base
 
 
 async def test_prometheus_scrapes_the_booking_rpc_error_rate_and_latency(
@@ -102,8 +66,8 @@ async def test_prometheus_scrapes_the_booking_rpc_error_rate_and_latency(
                     metadata=visit.patient,
                 )
             await asyncio.sleep(0.3)
-            error_rate = [r for r in _query(base, ERROR_RATE) if r["value"][1] != "NaN"]  # type: ignore[index]
-            p99 = [r for r in _query(base, P99) if r["value"][1] != "NaN"]  # type: ignore[index]
+            error_rate = [r for r in query(base, ERROR_RATE) if r["value"][1] != "NaN"]
+            p99 = [r for r in query(base, P99) if r["value"][1] != "NaN"]
             if error_rate and p99:
                 break
         assert error_rate, "Prometheus answers the booking error rate"
@@ -111,7 +75,7 @@ async def test_prometheus_scrapes_the_booking_rpc_error_rate_and_latency(
         assert 0 < value < 1, "as many bookings failed as succeeded"
         assert p99, "Prometheus answers the booking latency histogram"
         assert float(p99[0]["value"][1]) > 0  # type: ignore[index]
-        booked = _query(base, "telemesh_visits_booked_total")
+        booked = query(base, "telemesh_visits_booked_total")
         assert booked, "the product's own counters are scraped too"
     finally:
         prometheus.stop()

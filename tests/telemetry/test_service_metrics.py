@@ -6,13 +6,11 @@ chain verification failures (issue 18)."""
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from telemesh.consent.v1 import consent_pb2
@@ -23,6 +21,7 @@ from telemesh_tools.stack.process import free_port
 from tests.support.flows import Flows, Metadata
 from tests.support.harness import Stack
 from tests.support.polling import eventually
+from tests.support.prometheus import scrape
 
 S = signaling_pb2
 
@@ -33,18 +32,12 @@ class Endpoint:
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/metrics"
 
-    def _read(self) -> str:
-        with urllib.request.urlopen(self.url, timeout=5) as reply:
-            body: bytes = reply.read()
-        return body.decode()
-
     async def value(self, name: str, **labels: str) -> float | None:
         """The sample `name` whose labels include `labels` (None when there is none)."""
-        exposition = await asyncio.to_thread(self._read)
+        samples = await asyncio.to_thread(scrape, self.url)
         found = [
             sample.value
-            for family in text_string_to_metric_families(exposition)
-            for sample in family.samples
+            for sample in samples
             if sample.name == name and labels.items() <= sample.labels.items()
         ]
         assert len(found) <= 1, f"{name}{labels} matches several series"
