@@ -8,9 +8,13 @@ tarball in /var/tmp/telemesh-images.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from telemesh.config import SERVICES
 from tests.containers import podman
+from tests.support.harness import create_pg_database, drop_pg_database
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +26,16 @@ def image() -> podman.BuiltImage:
         built = podman.build_image()
     print(f"\nimage {built.name} ({built.id[:12]}) from {built.base}: {built.size_mb} MB")
     return built
+
+
+@pytest.fixture
+def databases() -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database for each service (its URL, by service), dropped after."""
+    urls: dict[str, str] = {}
+    try:
+        for service in SERVICES:
+            urls[service] = create_pg_database(f"ctr_{service}")
+        yield urls
+    finally:
+        for url in urls.values():
+            drop_pg_database(url)

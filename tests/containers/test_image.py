@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -25,7 +24,7 @@ from telemesh_tools.mesh.istio import JWKS_DIR, RUN_AS
 from telemesh_tools.stack.process import free_port, stop_all
 from tests.containers import podman
 from tests.support.flows import rid
-from tests.support.harness import Tokens, create_pg_database, drop_pg_database
+from tests.support.harness import Tokens
 
 # Whichever test runs first also builds the image (on a fresh machine: debootstrap, and
 # pip downloading every wheel), which can take longer than the default timeout.
@@ -68,18 +67,6 @@ def test_the_image_holds_everything_and_no_build_tools(image: podman.BuiltImage)
     )
     assert json.loads(labels[0])["org.opencontainers.image.version"] == image.name.split(":")[1]
     assert labels[1] == f"{RUN_AS}:{RUN_AS}"
-
-
-@pytest.fixture
-def databases() -> Iterator[dict[str, str]]:
-    urls: dict[str, str] = {}
-    try:
-        for service in SERVICES:
-            urls[service] = create_pg_database(f"ctr_{service}")
-        yield urls
-    finally:
-        for url in urls.values():
-            drop_pg_database(url)
 
 
 def migrated_revision(url: str) -> str | None:

@@ -27,7 +27,6 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from telemesh_tools.stack.process import grpc_health_probe
 from tests.containers import podman
 from tests.support import kustomize
 from tests.support.flows import rid
-from tests.support.harness import REPO, Tokens, create_pg_database, drop_pg_database
+from tests.support.harness import REPO, Tokens
 
 # Whichever test runs first also builds the image (on a fresh machine: debootstrap, and
 # pip downloading every wheel), which can take longer than the default timeout.
@@ -116,18 +115,6 @@ def _wait_serving(address: str, name: str, seconds: float = 120) -> None:
             logs = podman.podman("logs", name, check=False)
             raise AssertionError(f"{name} not SERVING at {address}:\n{logs.stderr[-3000:]}")
         time.sleep(0.2)
-
-
-@pytest.fixture
-def databases() -> Iterator[dict[str, str]]:
-    urls: dict[str, str] = {}
-    try:
-        for service in SERVICES:
-            urls[service] = create_pg_database(f"kube_{service}")
-        yield urls
-    finally:
-        for url in urls.values():
-            drop_pg_database(url)
 
 
 def test_the_rendered_deployments_and_services_run_with_podman_kube_play(

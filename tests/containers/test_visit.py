@@ -8,37 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from telemesh.config import SERVICES, RuntimeSettings
+from telemesh.config import RuntimeSettings
 from telemesh.identity.tokens import DevIssuer
 from telemesh_tools.demo.run import DEMO_RULES, Progress, Summary, edge_channel_factory, play_visit
 from telemesh_tools.demo.steps import VisitSteps
 from telemesh_tools.mesh.settings import MeshSettings
 from tests.containers import podman
 from tests.containers.stack import ContainerMesh
-from tests.support.harness import create_pg_database, drop_pg_database
 
 # Whichever test runs first also builds the image (on a fresh machine: debootstrap, and
 # pip downloading every wheel), which can take longer than the default timeout.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 RULES_IN_CONTAINER = "/etc/telemesh/billing/demo-coding-rules.yaml"
-
-
-@pytest.fixture
-def databases() -> Iterator[dict[str, str]]:
-    urls: dict[str, str] = {}
-    try:
-        for service in SERVICES:
-            urls[service] = create_pg_database(f"ctr_{service}")
-        yield urls
-    finally:
-        for url in urls.values():
-            drop_pg_database(url)
 
 
 def test_a_whole_visit_through_the_edge_in_front_of_the_containers_completes_and_bills(
